@@ -1,0 +1,251 @@
+"""The one Dramatiq broker setup shared by the web app and the workers.
+
+``configure(settings)`` builds the Redis client (a plain URL, or Sentinel so a failover is
+followed without a restart), the middleware, and the broker; sets it as Dramatiq's global
+broker; and declares the actors and their queues on it. The web app and the workers both
+call it, so they can never disagree about where Redis is or how jobs are stored.
+"""
+import logging
+import os
+import socket
+import time
+import uuid
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    CurrentMessage,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+from redis.exceptions import NoScriptError
+from redis.sentinel import Sentinel
+
+from foodapp import jobs
+from foodapp.consumer import FifoConsumer
+from foodapp.heartbeat import Heartbeat
+from foodapp.status import JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class EnqueueUnavailable(Exception):
+    """Redis could not take the job (down, no master, or not replicated in time).
+
+    The job was not accepted; the client should retry after ``retry_after`` seconds.
+    """
+
+    def __init__(self, reason, retry_after):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class NotReplicated(redis.RedisError):
+    """The master stored the job but too few replicas acknowledged it in time."""
+
+
+# Errors after which an enqueue may be tried again: the server is down or unreachable, a
+# failover is under way (no master yet, or the old master is now a read-only replica), or
+# the master refuses writes because it lost its replicas (min-replicas-to-write).
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, NotReplicated)
+
+
+def _is_retryable(error):
+    return isinstance(error, RETRYABLE) or (
+        isinstance(error, redis.ResponseError) and str(error).startswith(("NOREPLICAS", "LOADING", "MASTERDOWN"))
+    )
+
+
+def make_client(settings):
+    """A Redis client for the configured master: from Sentinel when sentinels are set."""
+    options = dict(
+        password=settings.redis_password,
+        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=settings.redis_socket_timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+    if settings.redis_sentinels:
+        sentinel = Sentinel(
+            list(settings.redis_sentinels),
+            sentinel_kwargs=dict(
+                password=settings.redis_sentinel_password,
+                socket_timeout=settings.redis_socket_timeout,
+                socket_connect_timeout=settings.redis_socket_timeout,
+            ),
+            db=settings.redis_db,
+            **options,
+        )
+        client = sentinel.master_for(settings.redis_master_name)
+        client.sentinel = sentinel
+        return client
+    return redis.Redis.from_url(settings.redis_url, **options)
+
+
+def describe(settings):
+    """Where Redis is, for messages to people (never the password)."""
+    if settings.redis_sentinels:
+        hosts = " ".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        return f"master {settings.redis_master_name!r} from sentinels {hosts}"
+    return settings.redis_url.split("@")[-1]
+
+
+class FoodBroker(RedisBroker):
+    """Dramatiq's RedisBroker, made to keep every job it accepts.
+
+    - An enqueue stores the message and its status record in one Lua script, then waits
+      (``WAIT``, on the same connection) for ``enqueue.replicas`` replicas to have it; it is
+      retried for at most ``enqueue.retry_seconds`` through a failover, and otherwise fails
+      with ``EnqueueUnavailable``, never with the job half stored.
+    - Consumers hand messages to worker threads in the order they were fetched (FIFO).
+    - Dramatiq's random 1-in-1000 maintenance is off: the Heartbeat middleware sweeps dead
+      workers' jobs back deterministically instead.
+    """
+
+    def __init__(self, settings, client, middleware):
+        super().__init__(
+            client=client,
+            middleware=middleware,
+            namespace=settings.redis_namespace,
+            heartbeat_timeout=int(settings.workers_heartbeat_timeout * 1000),
+            dead_message_ttl=settings.jobs_dead_letter_ttl * 1000,
+            maintenance_chance=0,
+        )
+        self.settings = settings
+        self.jobs = jobs.JobStore(client, settings.jobs_status_ttl)
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self._enqueue = client.register_script(jobs.lua("enqueue"))
+
+    @property
+    def consumer_class(self):
+        return FifoConsumer
+
+    def enqueue(self, message, *, delay=None):
+        queue_name = message.queue_name
+        redelivered = "redis_message_id" in message.options
+        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+
+        self.emit_before("enqueue", message, delay)
+        self._store(queue_name, message, delay, redelivered)
+        self.emit_after("enqueue", message, delay)
+        return message
+
+    def _store(self, queue_name, message, delay, redelivered):
+        retries = message.options.get("retries", 0)
+        if delay is not None:
+            state = event_name = "retrying" if retries else "scheduled"
+        elif redelivered:
+            # Dramatiq's worker moves a due message from the delay queue (no eta left), or
+            # someone requeues it from the dead letters (the dashboard keeps an eta).
+            state, event_name = "queued", "requeued" if "eta" in message.options else "due"
+        else:
+            state = event_name = "queued"
+        at = jobs.now()
+        fields = {
+            "state": state,
+            "job_id": message.message_id,
+            "queue": message.queue_name.removesuffix(".DQ"),
+            "actor": message.actor_name,
+            "args": jobs.encode(message.args),
+            "kwargs": jobs.encode(message.kwargs) if message.kwargs else None,
+            "enqueued_at": None if redelivered else at,
+            "eta": f"{message.options['eta'] / 1000:.3f}" if delay else None,
+            "retries": retries,
+        }
+        event = jobs.encode({"event": event_name, "at": at, **({"eta": fields["eta"]} if delay else {})})
+        queue_key = f"{self.namespace}:{queue_name}"
+        keys = [queue_key, f"{queue_key}.msgs", jobs.status_key(message.message_id), jobs.events_key(message.message_id)]
+        args = [message.options["redis_message_id"], message.encode(), self.settings.jobs_status_ttl, event,
+                *jobs.flatten(fields)]
+
+        deadline = time.monotonic() + self.settings.enqueue_retry_seconds
+        pause = 0.05
+        while True:
+            try:
+                return self._store_once(keys, args)
+            except redis.RedisError as error:
+                if not _is_retryable(error):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise EnqueueUnavailable(
+                        f"Redis ({describe(self.settings)}) did not take the job: {error}",
+                        self.settings.retry_after_seconds,
+                    ) from error
+                log.warning("enqueue of %s failed (%s); trying again", message.message_id, error)
+                # A backoff between attempts against a server that is failing over, not a
+                # wait for a condition Redis could tell us about.
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
+    def _store_once(self, keys, args):
+        replicas = self.settings.enqueue_replicas
+        for attempt in (1, 2):
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
+                if replicas:
+                    pipe.execute_command("WAIT", replicas, self.settings.enqueue_replica_timeout_ms)
+                try:
+                    results = pipe.execute()
+                except NoScriptError:
+                    # A new or restarted server (a promoted replica, say) has no scripts yet.
+                    self._enqueue.sha = self.client.script_load(self._enqueue.script)
+                    if attempt == 2:
+                        raise
+                    continue
+            if replicas and results[1] < replicas:
+                raise NotReplicated(
+                    f"{results[1]} of {replicas} replica(s) acknowledged the job within "
+                    f"{self.settings.enqueue_replica_timeout_ms} ms"
+                )
+            return results[0]
+
+
+def make_middleware(settings):
+    """Dramatiq's middleware minus Prometheus (metrics live in the web app), plus ours."""
+    return [
+        AgeLimit(),
+        TimeLimit(time_limit=settings.jobs_time_limit_ms),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        # Dramatiq runs "after" hooks last-to-first: JobStatus sees what Retries decided.
+        JobStatus(),
+        Retries(
+            max_retries=settings.jobs_max_retries,
+            min_backoff=settings.jobs_min_backoff_ms,
+            max_backoff=settings.jobs_max_backoff_ms,
+        ),
+        CurrentMessage(),
+        Heartbeat(
+            interval=settings.workers_heartbeat_interval,
+            timeout=settings.workers_heartbeat_timeout,
+            max_crashes=settings.jobs_max_crashes,
+        ),
+    ]
+
+
+def configure(settings):
+    """Build the broker, make it Dramatiq's global broker, declare the actors on it."""
+    import actors
+
+    broker = FoodBroker(settings, make_client(settings), make_middleware(settings))
+    dramatiq.set_broker(broker)
+    actors.declare(broker)
+    return broker
+
+
+def includeme(config):
+    """Give the web app its broker, as ``request.broker``."""
+    broker = configure(config.registry.foodapp)
+    config.registry.broker = broker
+    config.add_request_method(lambda request: request.registry.broker, "broker", reify=True)

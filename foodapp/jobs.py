@@ -1,0 +1,96 @@
+"""Job status records in Redis: what the status API reads and the workers write.
+
+Each job has a hash ``foodapp:job:<job_id>`` (state, queue, actor, args, timestamps,
+worker, result or error) and a list ``foodapp:job:<job_id>:events`` (its timeline). Both
+expire after ``jobs.status_ttl`` seconds, counted from the last change.
+"""
+import json
+import time
+from datetime import datetime, timezone
+from importlib import resources
+
+STATUS_PREFIX = "foodapp:job:"
+WORKER_PREFIX = "foodapp:worker:"
+
+#: Every state a job can be in, in the order a job usually goes through them.
+STATES = ("scheduled", "queued", "running", "retrying", "done", "failed", "dead")
+
+_TIMESTAMPS = ("enqueued_at", "eta", "started_at", "finished_at")
+_INTEGERS = ("retries", "crashes", "worker_pid")
+_JSON = ("args", "kwargs", "result")
+
+
+def lua(name):
+    """The text of one of the Lua scripts shipped in foodapp/lua/."""
+    return resources.files("foodapp").joinpath("lua", f"{name}.lua").read_text()
+
+
+def status_key(job_id):
+    return f"{STATUS_PREFIX}{job_id}"
+
+
+def events_key(job_id):
+    return f"{STATUS_PREFIX}{job_id}:events"
+
+
+def now():
+    return f"{time.time():.3f}"
+
+
+def encode(value):
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def flatten(fields):
+    """Turn a dict into the field/value list HSET takes, dropping None values."""
+    flat = []
+    for name, value in fields.items():
+        if value is not None:
+            flat += [name, value]
+    return flat
+
+
+def iso(epoch):
+    """Epoch seconds (as stored) to ISO 8601 in UTC, to the millisecond."""
+    moment = datetime.fromtimestamp(float(epoch), timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JobStore:
+    """Reads and writes job status records; one per broker."""
+
+    def __init__(self, client, ttl):
+        self.client = client
+        self.ttl = ttl
+        self._transition = client.register_script(lua("transition"))
+
+    def transition(self, job_id, state, *, event, only_from="", only_worker="", **fields):
+        """Set ``state`` and ``fields`` on a job, only if it is in one of ``only_from``."""
+        event = encode({"event": event, "at": fields.get("finished_at") or fields.get("started_at") or now(),
+                        **{k: fields[k] for k in ("worker_name", "error") if fields.get(k)}})
+        args = [self.ttl, only_from, only_worker, event, *flatten({"state": state, **fields})]
+        return self._transition(keys=[status_key(job_id), events_key(job_id)], args=args)
+
+    def get(self, job_id):
+        """The job's status as a JSON-ready dict, or None when unknown or expired."""
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(status_key(job_id))
+            pipe.lrange(events_key(job_id), 0, -1)
+            raw, events = pipe.execute()
+        if not raw:
+            return None
+        job = {key.decode(): value.decode() for key, value in raw.items()}
+        for name in _TIMESTAMPS:
+            if name in job:
+                job[name] = iso(job[name])
+        for name in _INTEGERS:
+            if name in job:
+                job[name] = int(job[name])
+        for name in _JSON:
+            if name in job:
+                job[name] = json.loads(job[name])
+        job["events"] = [json.loads(event) for event in events]
+        for event in job["events"]:
+            if "at" in event:
+                event["at"] = iso(str(event["at"]))
+        return job

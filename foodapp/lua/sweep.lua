@@ -1,0 +1,102 @@
+-- Give back the jobs of workers whose heartbeat stopped, deterministically.
+--
+-- For every worker whose last heartbeat is older than the timeout, each message it had
+-- fetched but not acknowledged goes back to the head of its queue, oldest first, so FIFO
+-- order holds. A message the dead worker was running (its status says running on that
+-- worker) counts as a crash; at max_crashes it goes to the dead-letter queue instead of
+-- killing yet another worker. Dead letters older than their TTL are dropped.
+--
+-- KEYS: dramatiq namespace, job status key prefix, worker info key prefix
+-- ARGV: now (ms), heartbeat timeout (ms), max crashes, status ttl (s),
+--       dead-letter ttl (ms), queue names...
+-- Returns {requeued, dead_lettered, workers_swept}
+local namespace = KEYS[1]
+local status_prefix = KEYS[2]
+local worker_prefix = KEYS[3]
+local now = tonumber(ARGV[1])
+local timeout = tonumber(ARGV[2])
+local max_crashes = tonumber(ARGV[3])
+local status_ttl = ARGV[4]
+local dead_message_ttl = tonumber(ARGV[5])
+local heartbeats = namespace .. ":__heartbeats__"
+
+local requeued, dead_lettered, swept = 0, 0, 0
+
+local function event(status_key, fields)
+    local events_key = status_key .. ":events"
+    redis.call("rpush", events_key, cjson.encode(fields))
+    redis.call("ltrim", events_key, -100, -1)
+    redis.call("expire", events_key, status_ttl)
+    redis.call("expire", status_key, status_ttl)
+end
+
+local function give_back(worker, queue_name, canonical)
+    local acks = namespace .. ":__acks__." .. worker .. "." .. queue_name
+    local queue = namespace .. ":" .. queue_name
+    local messages = queue .. ".msgs"
+    local ids = redis.call("smembers", acks)
+    local held = {}
+    for _, rid in ipairs(ids) do
+        local data = redis.call("hget", messages, rid)
+        if data then
+            local message = cjson.decode(data)
+            held[#held + 1] = {rid = rid, data = data, message = message}
+        end
+    end
+    -- Oldest first at the head of the queue: push the newest first.
+    table.sort(held, function(a, b)
+        return a.message.message_timestamp > b.message.message_timestamp
+    end)
+    for _, item in ipairs(held) do
+        local status_key = status_prefix .. item.message.message_id
+        local running_here = queue_name == canonical
+            and redis.call("hget", status_key, "state") == "running"
+            and redis.call("hget", status_key, "worker") == worker
+        local crashes = 0
+        if running_here then
+            crashes = redis.call("hincrby", status_key, "crashes", 1)
+        end
+        local at = string.format("%.3f", now / 1000)
+        if running_here and crashes >= max_crashes then
+            local xqueue = namespace .. ":" .. canonical .. ".XQ"
+            redis.call("zadd", xqueue, now, item.rid)
+            redis.call("hset", xqueue .. ".msgs", item.rid, item.data)
+            redis.call("hdel", messages, item.rid)
+            local reason = "worker crashed " .. crashes .. " times"
+            redis.call("hset", status_key, "state", "dead", "error", reason, "finished_at", at)
+            event(status_key, {event = "dead", at = at, worker = worker, reason = reason})
+            dead_lettered = dead_lettered + 1
+        else
+            redis.call("lpush", queue, item.rid)
+            if running_here then
+                redis.call("hset", status_key, "state", "queued")
+                event(status_key, {event = "requeued", at = at, worker = worker,
+                                   reason = "worker stopped answering while running the job"})
+            end
+            requeued = requeued + 1
+        end
+    end
+    redis.call("del", acks)
+end
+
+local dead_workers = redis.call("zrangebyscore", heartbeats, 0, now - timeout)
+for _, worker in ipairs(dead_workers) do
+    for i = 6, #ARGV do
+        give_back(worker, ARGV[i], ARGV[i])
+        give_back(worker, ARGV[i] .. ".DQ", ARGV[i])
+    end
+    redis.call("zrem", heartbeats, worker)
+    redis.call("del", worker_prefix .. worker)
+    swept = swept + 1
+end
+
+for i = 6, #ARGV do
+    local xqueue = namespace .. ":" .. ARGV[i] .. ".XQ"
+    local expired = redis.call("zrangebyscore", xqueue, 0, now - dead_message_ttl, "LIMIT", 0, 1000)
+    if #expired > 0 then
+        redis.call("zrem", xqueue, unpack(expired))
+        redis.call("hdel", xqueue .. ".msgs", unpack(expired))
+    end
+end
+
+return {requeued, dead_lettered, swept}

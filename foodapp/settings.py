@@ -1,0 +1,158 @@
+"""Read foodapp's settings from the ini file, with environment overrides in one place."""
+import os
+from dataclasses import dataclass, field
+
+# Environment variables that override ini settings. Secrets (passwords) are only ever read
+# from here: the ini files in the repository never hold them.
+ENVIRONMENT = {
+    "redis.url": "FOODAPP_REDIS_URL",
+    "redis.sentinels": "FOODAPP_REDIS_SENTINELS",
+    "redis.master_name": "FOODAPP_REDIS_MASTER_NAME",
+    "redis.password": "FOODAPP_REDIS_PASSWORD",
+    "redis.sentinel_password": "FOODAPP_SENTINEL_PASSWORD",
+    "dashboard.username": "FOODAPP_DASHBOARD_USERNAME",
+    "dashboard.password_hash": "FOODAPP_DASHBOARD_PASSWORD_HASH",
+}
+SECRETS = {"redis.password", "redis.sentinel_password", "dashboard.password_hash"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or has a value foodapp cannot use."""
+
+
+def _int(raw, name):
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"setting {name} must be a whole number, got {raw!r}") from None
+
+
+def _float(raw, name):
+    try:
+        return float(str(raw).strip())
+    except ValueError:
+        raise SettingsError(f"setting {name} must be a number, got {raw!r}") from None
+
+
+def _bool(raw, name):
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"setting {name} must be true or false, got {raw!r}")
+
+
+def _hostports(raw, name):
+    hosts = []
+    for item in str(raw).split():
+        host, sep, port = item.rpartition(":")
+        if not sep or not host:
+            raise SettingsError(f"setting {name}: {item!r} is not host:port")
+        hosts.append((host, _int(port, name)))
+    return tuple(hosts)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web app and the workers need to agree on."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinels: tuple = ()
+    redis_master_name: str = "foodmaster"
+    redis_password: str | None = field(default=None, repr=False)
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    redis_db: int = 0
+    redis_socket_timeout: float = 5.0
+    redis_namespace: str = "dramatiq"
+    enqueue_replicas: int = 0
+    enqueue_replica_timeout_ms: int = 1000
+    enqueue_retry_seconds: float = 5.0
+    retry_after_seconds: int = 5
+    jobs_status_ttl: int = 86400
+    jobs_max_retries: int = 3
+    jobs_min_backoff_ms: int = 1000
+    jobs_max_backoff_ms: int = 300000
+    jobs_time_limit_ms: int = 600000
+    jobs_dead_letter_ttl: int = 7 * 86400
+    jobs_max_crashes: int = 3
+    workers_heartbeat_interval: float = 1.0
+    workers_heartbeat_timeout: float = 10.0
+    orders_max_item_length: int = 64
+    kitchen_preparation_seconds: float = 0.05
+    reports_martini_limit: int = 2
+    dashboard_enabled: bool = True
+    dashboard_prefix: str = "/jobs"
+
+
+# ini name -> (field, parser)
+_PARSERS = {
+    "redis.url": ("redis_url", None),
+    "redis.sentinels": ("redis_sentinels", _hostports),
+    "redis.master_name": ("redis_master_name", None),
+    "redis.password": ("redis_password", None),
+    "redis.sentinel_password": ("redis_sentinel_password", None),
+    "redis.db": ("redis_db", _int),
+    "redis.socket_timeout": ("redis_socket_timeout", _float),
+    "redis.namespace": ("redis_namespace", None),
+    "enqueue.replicas": ("enqueue_replicas", _int),
+    "enqueue.replica_timeout_ms": ("enqueue_replica_timeout_ms", _int),
+    "enqueue.retry_seconds": ("enqueue_retry_seconds", _float),
+    "enqueue.retry_after_seconds": ("retry_after_seconds", _int),
+    "jobs.status_ttl": ("jobs_status_ttl", _int),
+    "jobs.max_retries": ("jobs_max_retries", _int),
+    "jobs.min_backoff_ms": ("jobs_min_backoff_ms", _int),
+    "jobs.max_backoff_ms": ("jobs_max_backoff_ms", _int),
+    "jobs.time_limit_ms": ("jobs_time_limit_ms", _int),
+    "jobs.dead_letter_ttl": ("jobs_dead_letter_ttl", _int),
+    "jobs.max_crashes": ("jobs_max_crashes", _int),
+    "workers.heartbeat_interval": ("workers_heartbeat_interval", _float),
+    "workers.heartbeat_timeout": ("workers_heartbeat_timeout", _float),
+    "orders.max_item_length": ("orders_max_item_length", _int),
+    "kitchen.preparation_seconds": ("kitchen_preparation_seconds", _float),
+    "reports.martini_limit": ("reports_martini_limit", _int),
+    "dashboard.enabled": ("dashboard_enabled", _bool),
+    "dashboard.prefix": ("dashboard_prefix", None),
+}
+
+
+def from_ini(raw, environ=None):
+    """Build Settings from the ini's [app:main] values, then the environment."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for name, (attr, parse) in _PARSERS.items():
+        raw_value = raw.get(name)
+        if name in SECRETS and raw_value:
+            raise SettingsError(
+                f"setting {name} must not be written in the ini file; "
+                f"set the environment variable {ENVIRONMENT[name]} instead"
+            )
+        if name in ENVIRONMENT and environ.get(ENVIRONMENT[name]):
+            raw_value = environ[ENVIRONMENT[name]]
+        if raw_value is None or (isinstance(raw_value, str) and not raw_value.strip()):
+            continue
+        values[attr] = parse(raw_value, name) if parse else str(raw_value).strip()
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(settings):
+    if not settings.redis_sentinels and not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"setting redis.url must start with redis://, rediss:// or unix://, got {settings.redis_url!r}"
+        )
+    if settings.workers_heartbeat_timeout <= 2 * settings.workers_heartbeat_interval:
+        raise SettingsError(
+            "setting workers.heartbeat_timeout must be more than twice workers.heartbeat_interval, "
+            "or a busy worker would be taken for dead"
+        )
+    if not settings.dashboard_prefix.startswith("/") or settings.dashboard_prefix.endswith("/"):
+        raise SettingsError("setting dashboard.prefix must start with / and not end with one, e.g. /jobs")
+    if settings.orders_max_item_length < 1:
+        raise SettingsError("setting orders.max_item_length must be at least 1")
+
+
+def includeme(config):
+    """Parse the settings once and keep them on the registry as ``registry.foodapp``."""
+    config.registry.foodapp = from_ini(config.get_settings())

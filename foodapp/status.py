@@ -1,0 +1,58 @@
+"""JobStatus: Dramatiq middleware that keeps each job's status record up to date.
+
+The enqueue writes ``queued`` (or ``scheduled``, ``retrying``) with the message itself (see
+FoodBroker). This middleware, in the worker, writes ``running`` with the worker that took
+the job, then ``done`` with its result, or ``dead`` / ``failed`` with the error when Dramatiq
+gives up on it. A retry is written by the re-enqueue, so it is left alone here.
+"""
+import os
+
+from dramatiq.middleware import Middleware
+
+from foodapp import jobs
+
+
+class JobStatus(Middleware):
+
+    def before_process_message(self, broker, message):
+        broker.jobs.transition(
+            message.message_id, "running",
+            event="started",
+            started_at=jobs.now(),
+            worker=broker.broker_id,
+            worker_name=broker.worker_name,
+            worker_pid=os.getpid(),
+            retries=message.options.get("retries", 0),
+        )
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if exception is None:
+            broker.jobs.transition(
+                message.message_id, "done",
+                event="done", only_from="running", only_worker=broker.broker_id,
+                finished_at=jobs.now(), result=jobs.encode(result),
+            )
+        elif message.failed:
+            actor = broker.get_actor(message.actor_name)
+            throws = message.options.get("throws") or actor.options.get("throws")
+            # An error the actor declared with `throws` is not retried: "failed". Retries
+            # used up: "dead". Both sit in the dead-letter queue, where they can be requeued.
+            state = "failed" if throws and isinstance(exception, throws) else "dead"
+            self._finished(broker, message, state, f"{type(exception).__name__}: {exception}")
+        else:
+            # Retries has already re-enqueued it as "retrying"; keep this attempt's error.
+            broker.jobs.transition(
+                message.message_id, "retrying",
+                event="error", only_from="retrying", error=f"{type(exception).__name__}: {exception}",
+            )
+
+    def after_skip_message(self, broker, message):
+        if message.failed:
+            self._finished(broker, message, "dead", "skipped: the job was too old or rejected by a middleware")
+
+    def _finished(self, broker, message, state, error):
+        broker.jobs.transition(
+            message.message_id, state,
+            event=state, only_from="running", only_worker=broker.broker_id,
+            finished_at=jobs.now(), error=error,
+        )

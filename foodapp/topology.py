@@ -1,0 +1,64 @@
+"""What the Redis deployment looks like from here: master, replicas and their lag, sentinels."""
+import redis
+
+
+def _replicas(info):
+    replicas = []
+    for key, value in info.items():
+        if key.startswith("slave") and isinstance(value, dict):
+            replicas.append({
+                "address": f"{value.get('ip')}:{value.get('port')}",
+                "state": value.get("state"),
+                "lag_seconds": value.get("lag"),
+                "offset": value.get("offset"),
+            })
+    return replicas
+
+
+def _sentinels(settings):
+    sentinels = []
+    for host, port in settings.redis_sentinels:
+        entry = {"address": f"{host}:{port}", "reachable": False}
+        client = redis.Redis(
+            host=host, port=port, password=settings.redis_sentinel_password,
+            socket_timeout=1, socket_connect_timeout=1,
+        )
+        try:
+            master = client.sentinel_master(settings.redis_master_name)
+            entry.update(
+                reachable=True,
+                master=f"{master['ip']}:{master['port']}",
+                failover_epoch=master.get("config-epoch"),
+            )
+        except redis.RedisError as error:
+            entry["error"] = str(error)
+        finally:
+            client.close()
+        sentinels.append(entry)
+    return sentinels
+
+
+def topology(client, settings):
+    """Return (ready, reason, topology). Raises redis.RedisError when the master is gone."""
+    info = client.info("replication")
+    connection = client.connection_pool.get_connection("INFO")
+    try:
+        address = f"{connection.host}:{connection.port}"
+    finally:
+        client.connection_pool.release(connection)
+    seen = {
+        "master": address,
+        "role": info.get("role"),
+        "replicas": _replicas(info),
+    }
+    if settings.redis_sentinels:
+        seen["sentinels"] = _sentinels(settings)
+
+    if info.get("role") != "master":
+        return False, f"{address} is a {info.get('role')}, not the master", seen
+    online = [r for r in seen["replicas"] if r["state"] == "online"]
+    if len(online) < settings.enqueue_replicas:
+        return False, (
+            f"enqueues wait for {settings.enqueue_replicas} replica(s) and {len(online)} are online"
+        ), seen
+    return True, "ok", seen

@@ -1,0 +1,70 @@
+"""Error answers: JSON with a message, never an HTML page or a traceback."""
+import logging
+
+import redis
+from pyramid.exceptions import URLDecodeError
+from pyramid.httpexceptions import HTTPException
+from pyramid.view import exception_view_config, notfound_view_config, view_config
+
+from foodapp.broker import EnqueueUnavailable, describe
+from foodapp.views import json_error
+
+log = logging.getLogger(__name__)
+
+ROUTES_HINT = "try GET /comer/<food>, /beber/<drink>, POST /reports, GET /api/jobs/<job_id>, /jobs"
+
+
+@notfound_view_config()
+def not_found(request):
+    return json_error(404, "not_found", f"nothing at {request.method} {request.path}; {ROUTES_HINT}")
+
+
+@view_config(route_name="order")
+@view_config(route_name="reports")
+@view_config(route_name="job")
+@view_config(route_name="healthz")
+@view_config(route_name="readyz")
+def method_not_allowed(request):
+    # Reached only when no view for this route takes the request's method.
+    allowed = {"order": "GET, POST", "reports": "POST"}.get(request.matched_route.name, "GET")
+    return json_error(
+        405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}", Allow=allowed,
+    )
+
+
+@exception_view_config(URLDecodeError)
+def bad_encoding(exc, request):
+    return json_error(
+        400, "bad_item",
+        "the URL is not valid percent-encoded UTF-8: encode names as UTF-8, e.g. /comer/jam%C3%B3n",
+    )
+
+
+@exception_view_config(EnqueueUnavailable)
+def enqueue_unavailable(exc, request):
+    return json_error(
+        503, "redis_unavailable",
+        f"the job was not accepted: {exc.reason}. Nothing was queued; send the request again later",
+        **{"Retry-After": str(exc.retry_after)},
+    )
+
+
+@exception_view_config(redis.RedisError)
+def redis_unavailable(exc, request):
+    settings = request.registry.foodapp
+    return json_error(
+        503, "redis_unavailable",
+        f"Redis ({describe(settings)}) did not answer: {exc}. Try again later",
+        **{"Retry-After": str(settings.retry_after_seconds)},
+    )
+
+
+@exception_view_config(HTTPException)
+def http_exception(exc, request):
+    return json_error(exc.code, exc.title.lower().replace(" ", "_"), exc.explanation or exc.title)
+
+
+@exception_view_config(Exception)
+def unexpected(exc, request):
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, "internal_error", "foodapp failed to answer this request; the error is in its log")

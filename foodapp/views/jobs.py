@@ -1,0 +1,23 @@
+"""The status API: GET /api/jobs/<job_id>."""
+import uuid
+
+from pyramid.view import view_config
+
+from foodapp.views import json_error, json_response
+
+
+@view_config(route_name="job", request_method="GET")
+def job_status(request):
+    job_id = request.matchdict["job_id"]
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return json_error(400, "bad_job_id", f"{job_id!r} is not a job id; job ids are UUIDs, as returned by the 202")
+    job = request.broker.jobs.get(job_id)
+    if job is None:
+        ttl = request.registry.foodapp.jobs_status_ttl
+        return json_error(
+            404, "job_not_found",
+            f"no job {job_id}: it never existed, or it changed last more than {ttl} s ago and its status expired",
+        )
+    return json_response(200, job)

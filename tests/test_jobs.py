@@ -1,0 +1,94 @@
+"""What workers do with jobs: one ledger entry per job, retries with backoff, dead letters."""
+import json
+
+import dramatiq
+
+from tests.conftest import drain
+
+
+def declare_test_actor(broker, name, fn, **options):
+    return dramatiq.Actor(fn, broker=broker, actor_name=name, queue_name="comer", priority=0, options=options)
+
+
+def test_a_job_run_twice_writes_one_ledger_entry(app, broker, worker, redis_client):
+    accepted = app.get("/comer/tomate", status=202).json
+    drain(broker, worker)
+    message = json.loads(app.get(accepted["status_url"]).text)
+    assert message["result"]["recorded_now"] is True
+
+    # The same job again, as after a worker crash: same job id, new delivery.
+    original = dramatiq.Message(
+        queue_name="comer", actor_name="comer", args=("tomate",), kwargs={}, options={},
+        message_id=accepted["job_id"],
+    )
+    broker.enqueue(original)
+    drain(broker, worker)
+
+    assert redis_client.hlen("foodapp:ledger") == 1
+    assert redis_client.hget("foodapp:ledger:totals", "comer:tomate") == "1"
+    rerun = app.get(accepted["status_url"]).json
+    assert rerun["state"] == "done" and rerun["result"]["recorded_now"] is False
+
+
+def test_a_transient_error_is_retried_with_backoff_until_it_works(app, broker, worker):
+    attempts = []
+
+    def flaky(item):
+        attempts.append(item)
+        if len(attempts) < 3:
+            raise ConnectionError("the oven is not hot yet")
+        return "cooked"
+
+    actor = declare_test_actor(broker, "flaky", flaky)
+    message = actor.send("pan")
+    drain(broker, worker)
+
+    job = app.get(f"/api/jobs/{message.message_id}").json
+    assert len(attempts) == 3
+    assert job["state"] == "done" and job["result"] == "cooked" and job["retries"] == 2
+    events = [event["event"] for event in job["events"]]
+    assert events.count("retrying") == 2 and events.count("error") == 2
+    assert "the oven is not hot yet" in job["error"]
+
+
+def test_a_job_that_keeps_failing_is_dead_lettered(app, broker, worker, redis_client):
+    def broken(item):
+        raise ValueError(f"no recipe for {item}")
+
+    actor = declare_test_actor(broker, "broken", broken)
+    message = actor.send("piedra")
+    drain(broker, worker)
+
+    job = app.get(f"/api/jobs/{message.message_id}").json
+    assert job["state"] == "dead"
+    assert job["error"] == "ValueError: no recipe for piedra"
+    assert job["retries"] == 2  # testing.ini: jobs.max_retries = 2
+    assert redis_client.zcard("dramatiq:comer.XQ") == 1
+    assert redis_client.hlen("dramatiq:comer.msgs") == 0
+
+
+def test_an_error_the_actor_throws_on_purpose_is_failed_not_retried(app, broker, worker):
+    class NotOnTheMenu(Exception):
+        pass
+
+    def picky(item):
+        raise NotOnTheMenu(item)
+
+    actor = declare_test_actor(broker, "picky", picky, throws=(NotOnTheMenu,))
+    message = actor.send("caracoles")
+    drain(broker, worker)
+    job = app.get(f"/api/jobs/{message.message_id}").json
+    assert job["state"] == "failed" and job["retries"] == 0
+
+
+def test_the_time_limit_stops_a_job_that_runs_too_long(app, broker, worker):
+    import time
+
+    def slow(item):
+        time.sleep(5)
+
+    actor = declare_test_actor(broker, "slow", slow, time_limit=200, max_retries=0)
+    message = actor.send("cocido")
+    drain(broker, worker)
+    job = app.get(f"/api/jobs/{message.message_id}").json
+    assert job["state"] == "dead" and "TimeLimitExceeded" in job["error"]
