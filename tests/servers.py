@@ -5,6 +5,7 @@ wait polls a condition with a deadline.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,13 +136,21 @@ class RedisServer(Process):
         return self
 
 
+def ini_on_port(ini, port, directory):
+    """A copy of ``ini`` whose waitress listens on ``port`` of 127.0.0.1."""
+    text = re.sub(r"(?m)^listen = .*$", f"listen = 127.0.0.1:{port}", Path(ini).read_text())
+    copy = Path(directory) / f"{Path(ini).stem}-{port}.ini"
+    copy.write_text(text)
+    return copy
+
+
 class Web(Process):
     """waitress through `pserve testing.ini` on a free port."""
 
     def __init__(self, directory, redis_url, ini=TESTING_INI, env=None, name="web"):
         self.port = free_port()
         super().__init__(
-            [BIN / "pserve", ini, f"http_port={self.port}"],
+            [BIN / "pserve", ini_on_port(ini, self.port, directory)],
             Path(directory) / f"{name}-{self.port}.log",
             env={"FOODAPP_REDIS_URL": redis_url, **(env or {})},
         )
