@@ -122,6 +122,7 @@ class FoodBroker(RedisBroker):
         self.jobs = jobs.JobStore(client, settings.jobs_status_ttl)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._enqueue = client.register_script(jobs.lua("enqueue"))
+        self.requeue_script = client.register_script(jobs.lua("requeue"))
 
     @property
     def consumer_class(self):

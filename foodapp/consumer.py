@@ -1,9 +1,10 @@
-"""A Redis consumer that hands messages to worker threads in the order it fetched them.
+"""A Redis consumer that keeps each queue first in, first out.
 
 Dramatiq puts fetched messages in a PriorityQueue keyed by actor priority, and its
 MessageProxy compares every message as "less than" any other, so among prefetched messages
 of equal priority the order is the heap's, not the queue's. Numbering each message as it
-is fetched restores first-in, first-out.
+is fetched restores first-in, first-out. And messages fetched but never started go back to
+the head of their queue, not the tail, when a worker stops.
 """
 import itertools
 import time
@@ -31,6 +32,17 @@ class FifoMessageProxy(MessageProxy):
 
 class FifoConsumer(_RedisConsumer):
     """Dramatiq's Redis consumer, yielding FifoMessageProxy objects."""
+
+    def requeue(self, messages):
+        messages = sorted(messages, key=lambda message: getattr(message, "_fetched", 0))
+        if not messages:
+            return
+        broker = self.broker
+        queue = f"{broker.namespace}:{self.queue_name}"
+        broker.requeue_script(
+            keys=[f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}", queue, f"{queue}.msgs"],
+            args=[message.options["redis_message_id"] for message in messages],
+        )
 
     def __next__(self):
         try:

@@ -78,7 +78,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     env = plan(args.ini)
-    (Path(args.supervisor_conf).parent.parent / "var" / "log").mkdir(parents=True, exist_ok=True)
+    var = Path(args.supervisor_conf).resolve().parent.parent / "var"
+    for folder in ("log", "run"):
+        (var / folder).mkdir(parents=True, exist_ok=True)
     if env["FOODAPP_REDIS_START"] == "true":
         print(f"foodapp: no Redis answers; starting {env['FOODAPP_REDIS_SERVER']} on port {env['FOODAPP_REDIS_PORT']}")
     else:
