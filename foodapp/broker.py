@@ -28,7 +28,7 @@ from redis.exceptions import NoScriptError
 from redis.sentinel import Sentinel
 
 from foodapp import jobs
-from foodapp.consumer import FifoConsumer
+from foodapp.consumer import FifoConsumer, Holdings
 from foodapp.heartbeat import Heartbeat
 from foodapp.status import JobStatus
 
@@ -123,6 +123,7 @@ class FoodBroker(RedisBroker):
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._enqueue = client.register_script(jobs.lua("enqueue"))
         self.requeue_script = client.register_script(jobs.lua("requeue"))
+        self.holdings = Holdings()
 
     @property
     def consumer_class(self):

@@ -5,9 +5,15 @@ MessageProxy compares every message as "less than" any other, so among prefetche
 of equal priority the order is the heap's, not the queue's. Numbering each message as it
 is fetched restores first-in, first-out. And messages fetched but never started go back to
 the head of their queue, not the tail, when a worker stops.
+
+The consumer also keeps track of what this process holds (Holdings), so that a message
+Redis believes it holds but it does not (after a failover, or a fetch whose reply was
+lost) is given back instead of waiting for this worker to die.
 """
 import itertools
+import threading
 import time
+from collections import defaultdict
 
 import redis
 from dramatiq.broker import MessageProxy
@@ -30,38 +36,72 @@ class FifoMessageProxy(MessageProxy):
         return self._fetched < getattr(other, "_fetched", float("inf"))
 
 
+class Holdings:
+    """The messages this worker process holds, per queue: fetched, not yet acked or given back.
+
+    Redis keeps the same thing in the worker's ack sets. The two can disagree after a
+    failover (the new master got the fetch but not the ack) or a lost reply to a fetch;
+    ``give_back_orphans`` returns what Redis thinks we hold but we do not.
+    """
+
+    def __init__(self):
+        self._held = defaultdict(set)
+        self._locks = defaultdict(threading.Lock)
+
+    def lock(self, queue_name):
+        return self._locks[queue_name]
+
+    def held(self, queue_name):
+        return self._held[queue_name]
+
+
 class FifoConsumer(_RedisConsumer):
-    """Dramatiq's Redis consumer, yielding FifoMessageProxy objects."""
+    """Dramatiq's Redis consumer, yielding FifoMessageProxy objects, keeping Holdings."""
+
+    @property
+    def _held(self):
+        return self.broker.holdings.held(self.queue_name)
+
+    def ack(self, message):
+        super().ack(message)
+        self._held.discard(message.options["redis_message_id"])
+
+    def nack(self, message):
+        super().nack(message)
+        self._held.discard(message.options["redis_message_id"])
 
     def requeue(self, messages):
         messages = sorted(messages, key=lambda message: getattr(message, "_fetched", 0))
         if not messages:
             return
-        broker = self.broker
-        queue = f"{broker.namespace}:{self.queue_name}"
-        broker.requeue_script(
-            keys=[f"{broker.namespace}:__acks__.{broker.broker_id}.{self.queue_name}", queue, f"{queue}.msgs"],
-            args=[message.options["redis_message_id"] for message in messages],
-        )
+        ids = [message.options["redis_message_id"] for message in messages]
+        _give_back(self.broker, self.queue_name, ids)
+        self._held.difference_update(ids)
+
+    def close(self):
+        if self.queue_name.endswith(".DQ"):
+            # Dramatiq drops its in-memory delay queue when a consumer restarts; what it
+            # held is ours no longer, and give_back_orphans returns it to Redis.
+            self._held.clear()
+        super().close()
+
+    def _fetch(self, count):
+        with self.broker.holdings.lock(self.queue_name):
+            messages = [Message.decode(data) for data in self.broker.do_fetch(self.queue_name, count) if data]
+            self._held.update(message.options["redis_message_id"] for message in messages)
+        return messages
 
     def __next__(self):
         try:
             while True:
                 if self.message_cache:
-                    data = self.message_cache.pop(0)
-                    if data is None:
-                        # The message was deleted (from the dashboard, say) after it was
-                        # fetched: its id came back without a body.
-                        continue
+                    message = self.message_cache.pop(0)
                     self.misses = 0
-                    message = Message.decode(data)
                     self.queued_message_ids.add(message.message_id)
                     return FifoMessageProxy(message)
 
                 if self.outstanding_message_count < self.prefetch:
-                    self.message_cache = self.broker.do_fetch(
-                        self.queue_name, self.prefetch - self.outstanding_message_count,
-                    )
+                    self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
                 if not self.message_cache:
                     # Nothing to do: poll again after a backoff that grows up to the idle
                     # timeout, as Dramatiq does.
@@ -70,3 +110,23 @@ class FifoConsumer(_RedisConsumer):
                     return None
         except redis.ConnectionError as error:
             raise ConnectionClosed(error) from None
+
+
+def _give_back(broker, queue_name, ids):
+    queue = f"{broker.namespace}:{queue_name}"
+    return broker.requeue_script(
+        keys=[f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}", queue, f"{queue}.msgs"],
+        args=ids,
+    )
+
+
+def give_back_orphans(broker):
+    """Return to their queues the messages Redis says this worker holds but it does not."""
+    given_back = 0
+    for queue_name in sorted(broker.queues | broker.delay_queues):
+        with broker.holdings.lock(queue_name):
+            acks = broker.client.smembers(f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}")
+            orphans = sorted(rid.decode() for rid in acks if rid.decode() not in broker.holdings.held(queue_name))
+            if orphans:
+                given_back += _give_back(broker, queue_name, orphans)
+    return given_back

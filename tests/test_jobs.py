@@ -3,7 +3,8 @@ import json
 
 import dramatiq
 
-from tests.conftest import drain
+from tests.conftest import drain, start_worker
+from tests.servers import wait_until
 
 
 def declare_test_actor(broker, name, fn, **options):
@@ -92,3 +93,20 @@ def test_the_time_limit_stops_a_job_that_runs_too_long(app, broker, worker):
     drain(broker, worker)
     job = app.get(f"/api/jobs/{message.message_id}").json
     assert job["state"] == "dead" and "TimeLimitExceeded" in job["error"]
+
+
+def test_a_job_redis_thinks_this_worker_holds_but_it_does_not_is_given_back(app, broker, redis_client):
+    # As after a failover that kept a fetch but lost what followed, or a fetch whose reply
+    # never arrived: the job sits in this live worker's ack set, and nothing runs it.
+    accepted = app.get("/beber/rioja", status=202).json
+    rid = redis_client.lpop("dramatiq:beber")
+    redis_client.sadd(f"dramatiq:__acks__.{broker.broker_id}.beber", rid)
+
+    worker = start_worker(broker)
+    try:
+        done = wait_until(lambda: (j := app.get(accepted["status_url"]).json)["state"] == "done" and j,
+                          15, "the orphaned job to be given back and done")
+    finally:
+        worker.stop()
+    assert done["result"]["item"] == "rioja"
+    assert redis_client.hlen("foodapp:ledger") == 1
