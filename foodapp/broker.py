@@ -30,6 +30,7 @@ from redis.sentinel import Sentinel
 from foodapp import jobs
 from foodapp.consumer import FifoConsumer, Holdings
 from foodapp.heartbeat import Heartbeat
+from foodapp.replicas import ReplicaPolicy
 from foodapp.status import JobStatus
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ class FoodBroker(RedisBroker):
         self._enqueue = client.register_script(jobs.lua("enqueue"))
         self.requeue_script = client.register_script(jobs.lua("requeue"))
         self.holdings = Holdings()
+        self.replicas = ReplicaPolicy(settings, client)
 
     @property
     def consumer_class(self):
@@ -190,7 +192,7 @@ class FoodBroker(RedisBroker):
                 pause = min(pause * 2, 0.5)
 
     def _store_once(self, keys, args):
-        replicas = self.settings.enqueue_replicas
+        replicas = self.replicas.required()
         for attempt in (1, 2):
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)

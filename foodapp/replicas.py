@@ -1,0 +1,74 @@
+"""How many replicas an enqueue waits for (``WAIT``), given what the Sentinels say.
+
+``enqueue.replicas`` is what we want. With Sentinels there is one case where fewer is
+safe: after a failover the promoted master may have no replica yet (the old master is
+gone). If a majority of the Sentinels is reachable from here and agrees that the master we
+write to is *the* master, writes to it will not be thrown away, so an enqueue waits only
+for the replicas it has online. When we cannot confirm that (a partition cut us off with an
+old master), the enqueue waits for all ``enqueue.replicas``: with no replica reachable it
+times out and answers 503, so no job is acknowledged that a failover could discard.
+"""
+import logging
+import threading
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaPolicy:
+
+    def __init__(self, settings, client, interval=0.5):
+        self.settings = settings
+        self.client = client
+        self.interval = interval
+        self._required = settings.enqueue_replicas
+        self._thread = None
+        self._lock = threading.Lock()
+
+    def required(self):
+        """The number of replica acknowledgements an enqueue must get now."""
+        if not self.settings.redis_sentinels or not self.settings.enqueue_replicas:
+            return self.settings.enqueue_replicas
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="foodapp-replicas", daemon=True)
+                self._thread.start()
+        return self._required
+
+    def _watch(self):
+        stop = threading.Event()
+        while not stop.wait(self.interval):
+            required = self.settings.enqueue_replicas
+            try:
+                required = self.check()
+            except redis.RedisError as error:
+                log.debug("replica policy: %s", error)
+            if required != self._required:
+                log.warning("enqueues now wait for %d replica(s) (configured: %d)",
+                            required, self.settings.enqueue_replicas)
+            self._required = required
+
+    def check(self):
+        settings = self.settings
+        master = tuple(self.client.connection_pool.get_master_address())
+        agreeing, replicas_seen = 0, 0
+        for host, port in settings.redis_sentinels:
+            sentinel = redis.Redis(host=host, port=port, password=settings.redis_sentinel_password,
+                                   socket_timeout=0.5, socket_connect_timeout=0.5)
+            try:
+                state = sentinel.sentinel_master(settings.redis_master_name)
+                if (state["ip"], int(state["port"])) != master or state.get("is_odown"):
+                    continue
+                agreeing += 1
+                replicas = sentinel.sentinel_slaves(settings.redis_master_name)
+                up = [r for r in replicas if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))]
+                # Conservative: the most replicas any agreeing sentinel sees up.
+                replicas_seen = max(replicas_seen, len(up))
+            except redis.RedisError:
+                continue
+            finally:
+                sentinel.close()
+        if agreeing <= len(settings.redis_sentinels) // 2:
+            return settings.enqueue_replicas
+        return min(settings.enqueue_replicas, replicas_seen)
