@@ -38,8 +38,12 @@ def _sentinels(settings):
     return sentinels
 
 
-def topology(client, settings):
-    """Return (ready, reason, topology). Raises redis.RedisError when the master is gone."""
+def topology(client, settings, required_replicas):
+    """Return (ready, reason, topology). Raises redis.RedisError when the master is gone.
+
+    Ready means an enqueue can be acknowledged now: we talk to a master and it has the
+    ``required_replicas`` online that an enqueue waits for (see foodapp/replicas.py).
+    """
     info = client.info("replication")
     connection = client.connection_pool.get_connection("INFO")
     try:
@@ -57,8 +61,7 @@ def topology(client, settings):
     if info.get("role") != "master":
         return False, f"{address} is a {info.get('role')}, not the master", seen
     online = [r for r in seen["replicas"] if r["state"] == "online"]
-    if len(online) < settings.enqueue_replicas:
-        return False, (
-            f"enqueues wait for {settings.enqueue_replicas} replica(s) and {len(online)} are online"
-        ), seen
+    seen["enqueue_waits_for_replicas"] = required_replicas
+    if len(online) < required_replicas:
+        return False, f"enqueues wait for {required_replicas} replica(s) and {len(online)} are online", seen
     return True, "ok", seen

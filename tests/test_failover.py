@@ -109,3 +109,45 @@ def test_killing_the_master_under_load_loses_no_accepted_job(tmp_path, replicate
         for worker in workers:
             worker.stop()
         web.stop()
+
+
+def test_readyz_shows_the_topology_it_sees(tmp_path, replicated):
+    ini = production_like_ini(tmp_path)
+    web = Web(tmp_path, "redis://unused:1/0", ini=ini,
+              env={"FOODAPP_REDIS_SENTINELS": replicated.sentinel_setting}).start()
+    try:
+        status, _, body = http("GET", f"{web.url}/readyz")
+        assert status == 200 and body["ready"], body
+        seen = body["redis"]
+        assert seen["master"] == f"127.0.0.1:{replicated.master.port}" and seen["role"] == "master"
+        assert [r["address"] for r in seen["replicas"]] == [f"127.0.0.1:{replicated.replica.port}"]
+        assert seen["replicas"][0]["state"] == "online" and "lag_seconds" in seen["replicas"][0]
+        assert len(seen["sentinels"]) == 3 and all(s["reachable"] for s in seen["sentinels"])
+        assert {s["master"] for s in seen["sentinels"]} == {seen["master"]}
+        code, _, order = http("GET", f"{web.url}/comer/platano")
+        assert code == 202
+        # The replica has it: the 202 came after its acknowledgement.
+        job = replicated.replica.client().hget("dramatiq:comer.msgs", next(iter(
+            replicated.replica.client().hkeys("dramatiq:comer.msgs"))))
+        assert order["job_id"].encode() in job
+    finally:
+        web.stop()
+
+
+def test_no_202_for_a_job_no_replica_acknowledged(tmp_path, replicated, monkeypatch):
+    import signal
+
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_URL", replicated.master.url)
+    app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "0.5", "enqueue.replica_timeout_ms": "200"})
+    app.get("/comer/pan", status=202)
+
+    replicated.replica.proc.send_signal(signal.SIGSTOP)  # the replica stops answering
+    try:
+        refused = app.get("/comer/queso", status=503)
+        assert "0 of 1 replica(s) acknowledged" in refused.json["message"]
+        assert refused.headers["Retry-After"]
+    finally:
+        replicated.replica.proc.send_signal(signal.SIGCONT)
+    app.get("/comer/vino", status=202)
