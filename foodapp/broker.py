@@ -183,7 +183,7 @@ class FoodBroker(RedisBroker):
                 if time.monotonic() + pause > deadline:
                     raise EnqueueUnavailable(
                         f"Redis ({describe(self.settings)}) did not take the job: {error}",
-                        self.settings.retry_after_seconds,
+                        self.settings.enqueue_retry_after_seconds,
                     ) from error
                 log.warning("enqueue of %s failed (%s); trying again", message.message_id, error)
                 # A backoff between attempts against a server that is failing over, not a

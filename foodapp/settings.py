@@ -68,7 +68,7 @@ class Settings:
     enqueue_replicas: int = 0
     enqueue_replica_timeout_ms: int = 1000
     enqueue_retry_seconds: float = 5.0
-    retry_after_seconds: int = 5
+    enqueue_retry_after_seconds: int = 5
     jobs_status_ttl: int = 86400
     jobs_max_retries: int = 3
     jobs_min_backoff_ms: int = 1000
@@ -85,34 +85,34 @@ class Settings:
     dashboard_prefix: str = "/jobs"
 
 
-# ini name -> (field, parser)
+# ini name -> parser (None: a string). The field of Settings is the name with "_" for ".".
 _PARSERS = {
-    "redis.url": ("redis_url", None),
-    "redis.sentinels": ("redis_sentinels", _hostports),
-    "redis.master_name": ("redis_master_name", None),
-    "redis.password": ("redis_password", None),
-    "redis.sentinel_password": ("redis_sentinel_password", None),
-    "redis.db": ("redis_db", _int),
-    "redis.socket_timeout": ("redis_socket_timeout", _float),
-    "redis.namespace": ("redis_namespace", None),
-    "enqueue.replicas": ("enqueue_replicas", _int),
-    "enqueue.replica_timeout_ms": ("enqueue_replica_timeout_ms", _int),
-    "enqueue.retry_seconds": ("enqueue_retry_seconds", _float),
-    "enqueue.retry_after_seconds": ("retry_after_seconds", _int),
-    "jobs.status_ttl": ("jobs_status_ttl", _int),
-    "jobs.max_retries": ("jobs_max_retries", _int),
-    "jobs.min_backoff_ms": ("jobs_min_backoff_ms", _int),
-    "jobs.max_backoff_ms": ("jobs_max_backoff_ms", _int),
-    "jobs.time_limit_ms": ("jobs_time_limit_ms", _int),
-    "jobs.dead_letter_ttl": ("jobs_dead_letter_ttl", _int),
-    "jobs.max_crashes": ("jobs_max_crashes", _int),
-    "workers.heartbeat_interval": ("workers_heartbeat_interval", _float),
-    "workers.heartbeat_timeout": ("workers_heartbeat_timeout", _float),
-    "orders.max_item_length": ("orders_max_item_length", _int),
-    "kitchen.preparation_seconds": ("kitchen_preparation_seconds", _float),
-    "reports.martini_limit": ("reports_martini_limit", _int),
-    "dashboard.enabled": ("dashboard_enabled", _bool),
-    "dashboard.prefix": ("dashboard_prefix", None),
+    "redis.url": None,
+    "redis.sentinels": _hostports,
+    "redis.master_name": None,
+    "redis.password": None,
+    "redis.sentinel_password": None,
+    "redis.db": _int,
+    "redis.socket_timeout": _float,
+    "redis.namespace": None,
+    "enqueue.replicas": _int,
+    "enqueue.replica_timeout_ms": _int,
+    "enqueue.retry_seconds": _float,
+    "enqueue.retry_after_seconds": _int,
+    "jobs.status_ttl": _int,
+    "jobs.max_retries": _int,
+    "jobs.min_backoff_ms": _int,
+    "jobs.max_backoff_ms": _int,
+    "jobs.time_limit_ms": _int,
+    "jobs.dead_letter_ttl": _int,
+    "jobs.max_crashes": _int,
+    "workers.heartbeat_interval": _float,
+    "workers.heartbeat_timeout": _float,
+    "orders.max_item_length": _int,
+    "kitchen.preparation_seconds": _float,
+    "reports.martini_limit": _int,
+    "dashboard.enabled": _bool,
+    "dashboard.prefix": None,
 }
 
 
@@ -120,7 +120,7 @@ def from_ini(raw, environ=None):
     """Build Settings from the ini's [app:main] values, then the environment."""
     environ = os.environ if environ is None else environ
     values = {}
-    for name, (attr, parse) in _PARSERS.items():
+    for name, parse in _PARSERS.items():
         raw_value = raw.get(name)
         if name in SECRETS and raw_value:
             raise SettingsError(
@@ -131,7 +131,7 @@ def from_ini(raw, environ=None):
             raw_value = environ[ENVIRONMENT[name]]
         if raw_value is None or (isinstance(raw_value, str) and not raw_value.strip()):
             continue
-        values[attr] = parse(raw_value, name) if parse else str(raw_value).strip()
+        values[name.replace(".", "_")] = parse(raw_value, name) if parse else str(raw_value).strip()
     settings = Settings(**values)
     _check(settings)
     return settings

@@ -11,7 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.servers import BIN, ROOT, TESTING_INI, Process, free_port, http, wait_until
+from tests.servers import BIN, ROOT, TESTING_INI, Process, free_port, http, processes_with, wait_until
 
 
 def set_ini(text, **values):
@@ -111,21 +111,7 @@ class Host:
 
     def pids(self):
         """Every live process belonging to this host: supervisord and all its descendants."""
-        marker = str(self.root).encode()
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    cmdline = f.read()
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    environ = f.read()
-            except OSError:
-                continue
-            if marker in cmdline or marker in environ:
-                found.append(int(entry))
-        return found
+        return processes_with(self.root)
 
     def kill_all(self):
         """The host dies: every one of its processes gets SIGKILL at once."""

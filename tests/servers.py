@@ -17,6 +17,8 @@ from pathlib import Path
 
 import redis
 
+from foodapp.dev import redis_answers
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TESTING_INI = ROOT / "testing.ini"
@@ -52,6 +54,25 @@ def http(method, url, timeout=10, headers=None, body=None):
         return status, header_map, json.loads(raw)
     except ValueError:
         return status, header_map, raw.decode("utf-8", "replace")
+
+
+def processes_with(marker):
+    """PIDs of live processes whose command line or environment mentions ``marker``."""
+    marker = str(marker).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if marker in cmdline or marker in environ:
+            found.append(int(entry))
+    return found
 
 
 class Process:
@@ -122,13 +143,7 @@ class RedisServer(Process):
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **options)
 
     def answers(self):
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            return client.ping()
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return redis_answers(self.url, timeout=0.5)
 
     def start(self):
         super().start()

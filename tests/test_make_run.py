@@ -7,24 +7,9 @@ import subprocess
 
 import pytest
 
-from tests.servers import BIN, ROOT, Process, free_port, http, wait_until
+from tests.servers import BIN, ROOT, Process, free_port, http, processes_with, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def processes_with(marker):
-    """PIDs of live processes whose environment mentions ``marker``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(entry))
-        except OSError:
-            continue
-    return found
 
 
 def dev_project(tmp_path, http_port, redis_port):

@@ -55,7 +55,7 @@ def redis_unavailable(exc, request):
     return json_error(
         503, "redis_unavailable",
         f"Redis ({describe(settings)}) did not answer: {exc}. Try again later",
-        **{"Retry-After": str(settings.retry_after_seconds)},
+        **{"Retry-After": str(settings.enqueue_retry_after_seconds)},
     )
 
 

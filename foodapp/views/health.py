@@ -21,9 +21,9 @@ def readyz(request):
         return json_response(
             503,
             {"ready": False, "reason": f"Redis ({describe(settings)}) did not answer: {error}"},
-            **{"Retry-After": str(settings.retry_after_seconds)},
+            **{"Retry-After": str(settings.enqueue_retry_after_seconds)},
         )
     return json_response(
         200 if ready else 503, {"ready": ready, "reason": reason, "redis": seen},
-        **({} if ready else {"Retry-After": str(settings.retry_after_seconds)}),
+        **({} if ready else {"Retry-After": str(settings.enqueue_retry_after_seconds)}),
     )
