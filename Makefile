@@ -3,7 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run test clean
+.PHONY: help install run test clean system-packages
+
+# Debian packages the failure drills use: HAProxy (the front proxy) and iproute2 (network
+# namespaces for the hosts). Installed when we are root with apt-get; else those drills
+# are skipped with a message naming what to install.
+SYSTEM_PACKAGES := haproxy:haproxy ip:iproute2
 
 help:
 	@echo "make run    create .venv, install, and run web + workers (+ Redis if none answers) under supervisord"
@@ -28,7 +33,16 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/foodapp-dev development.ini
 
-test: $(VENV)/.installed-testing
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	  else echo "note: the host drills need$$missing (apt-get install$$missing); without them they are skipped"; fi; \
+	fi
+
+test: $(VENV)/.installed-testing system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

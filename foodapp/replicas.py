@@ -8,10 +8,15 @@ for the replicas it has online. When we cannot confirm that (a partition cut us 
 old master), the enqueue waits for all ``enqueue.replicas``: with no replica reachable it
 times out and answers 503, so no job is acknowledged that a failover could discard.
 """
+import json
 import logging
 import threading
+import time
 
 import redis
+
+#: Failovers seen by any web process: config epoch -> {"at", "master", "previous"}.
+FAILOVERS = "foodapp:failovers"
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +30,11 @@ class ReplicaPolicy:
         self._required = settings.enqueue_replicas
         self._thread = None
         self._lock = threading.Lock()
+        self._seen = None  # (config epoch, master address) last seen by the Sentinels
 
     def required(self):
         """The number of replica acknowledgements an enqueue must get now."""
-        if not self.settings.redis_sentinels or not self.settings.enqueue_replicas:
+        if not self.settings.redis_sentinels:
             return self.settings.enqueue_replicas
         with self._lock:
             if self._thread is None:
@@ -52,7 +58,7 @@ class ReplicaPolicy:
     def check(self):
         settings = self.settings
         master = tuple(self.client.connection_pool.get_master_address())
-        agreeing, replicas_seen = 0, 0
+        agreeing, replicas_seen, epoch = 0, 0, 0
         for host, port in settings.redis_sentinels:
             sentinel = redis.Redis(host=host, port=port, password=settings.redis_sentinel_password,
                                    socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -61,6 +67,7 @@ class ReplicaPolicy:
                 if (state["ip"], int(state["port"])) != master or state.get("is_odown"):
                     continue
                 agreeing += 1
+                epoch = max(epoch, int(state.get("config-epoch", 0)))
                 replicas = sentinel.sentinel_slaves(settings.redis_master_name)
                 up = [r for r in replicas if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))]
                 # Conservative: the most replicas any agreeing sentinel sees up.
@@ -71,4 +78,19 @@ class ReplicaPolicy:
                 sentinel.close()
         if agreeing <= len(settings.redis_sentinels) // 2:
             return settings.enqueue_replicas
+        self._record_failover(epoch, f"{master[0]}:{master[1]}")
         return min(settings.enqueue_replicas, replicas_seen)
+
+    def _record_failover(self, epoch, master):
+        """Write down a failover the first time any process sees its new epoch."""
+        if self._seen is not None and epoch > self._seen[0]:
+            entry = {"at": f"{time.time():.3f}", "master": master, "previous": self._seen[1], "epoch": epoch}
+            if self.client.hsetnx(FAILOVERS, epoch, json.dumps(entry)):
+                log.warning("failover: the master is now %s (was %s)", master, self._seen[1])
+        self._seen = (epoch, master)
+
+
+def last_failover(client):
+    """The most recent failover any web process saw, or None."""
+    entries = [json.loads(value) for value in client.hvals(FAILOVERS)]
+    return max(entries, key=lambda entry: entry["epoch"], default=None)

@@ -1,5 +1,10 @@
 """What the Redis deployment looks like from here: master, replicas and their lag, sentinels."""
+from concurrent.futures import ThreadPoolExecutor
+
 import redis
+
+from foodapp.jobs import iso
+from foodapp.replicas import last_failover
 
 
 def _replicas(info):
@@ -15,27 +20,31 @@ def _replicas(info):
     return replicas
 
 
-def _sentinels(settings):
-    sentinels = []
-    for host, port in settings.redis_sentinels:
-        entry = {"address": f"{host}:{port}", "reachable": False}
-        client = redis.Redis(
-            host=host, port=port, password=settings.redis_sentinel_password,
-            socket_timeout=1, socket_connect_timeout=1,
+def _sentinel(settings, host, port):
+    entry = {"address": f"{host}:{port}", "reachable": False}
+    client = redis.Redis(
+        host=host, port=port, password=settings.redis_sentinel_password,
+        socket_timeout=0.5, socket_connect_timeout=0.5,
+    )
+    try:
+        master = client.sentinel_master(settings.redis_master_name)
+        entry.update(
+            reachable=True,
+            master=f"{master['ip']}:{master['port']}",
+            failover_epoch=master.get("config-epoch"),
         )
-        try:
-            master = client.sentinel_master(settings.redis_master_name)
-            entry.update(
-                reachable=True,
-                master=f"{master['ip']}:{master['port']}",
-                failover_epoch=master.get("config-epoch"),
-            )
-        except redis.RedisError as error:
-            entry["error"] = str(error)
-        finally:
-            client.close()
-        sentinels.append(entry)
-    return sentinels
+    except redis.RedisError as error:
+        entry["error"] = str(error)
+    finally:
+        client.close()
+    return entry
+
+
+def _sentinels(settings):
+    # In parallel, with short timeouts: a dead host must not make /readyz slower than the
+    # front proxy's health check.
+    with ThreadPoolExecutor(len(settings.redis_sentinels)) as pool:
+        return list(pool.map(lambda hostport: _sentinel(settings, *hostport), settings.redis_sentinels))
 
 
 def topology(client, settings, required_replicas):
@@ -57,6 +66,8 @@ def topology(client, settings, required_replicas):
     }
     if settings.redis_sentinels:
         seen["sentinels"] = _sentinels(settings)
+        failover = last_failover(client)
+        seen["last_failover"] = failover and {**failover, "at": iso(failover["at"])}
 
     if info.get("role") != "master":
         return False, f"{address} is a {info.get('role')}, not the master", seen

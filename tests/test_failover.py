@@ -83,6 +83,11 @@ def test_killing_the_master_under_load_loses_no_accepted_job(tmp_path, replicate
                             and replicated.master_port(), 30, "a new master")
     assert new_master == replicated.replica.port
     client = replicated.master_client()
+    ready = wait_until(lambda: (r := http("GET", f"{web.url}/readyz")[2]).get("redis", {}).get("last_failover") and r,
+                       30, "/readyz to report the failover")
+    assert ready["redis"]["master"] == f"127.0.0.1:{new_master}"
+    assert ready["redis"]["last_failover"]["master"] == f"127.0.0.1:{new_master}"
+    assert ready["redis"]["last_failover"]["previous"] == f"127.0.0.1:{replicated.master.port}"
 
     def all_recorded():
         return accepted <= set(client.hkeys("foodapp:ledger"))

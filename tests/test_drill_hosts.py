@@ -1,0 +1,311 @@
+"""The seed's production drill: hosts A, B, C in network namespaces, HAProxy in front.
+
+Host A: web, Redis master, Sentinel 1, workers. Host B: web, Redis replica, Sentinel 2,
+workers. Host C: Sentinel 3. HOST 0 (this namespace): HAProxy with deploy/haproxy's config.
+Each test builds it all, loses a host (or cuts one off), and checks that every job that got
+a 202 is done in the end.
+"""
+import re
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import redis
+
+from foodapp.dev import redis_server_binary
+from tests.hosts import set_ini
+from tests.netns import Network, require_namespaces
+from tests.servers import BIN, ROOT, TESTING_INI, Process, free_port, http, wait_until
+
+pytestmark = pytest.mark.drill
+
+MASTER = "foodmaster"
+
+
+class SeedProduction:
+
+    def __init__(self, tmp_path, net, retry_seconds=8):
+        self.tmp = Path(tmp_path)
+        self.net = net
+        self.addr = net.address
+        self.sentinels = " ".join(f"{self.addr[h]}:26379" for h in "ABC")
+        self.processes = {h: [] for h in "ABC"}
+        self.proxy = None
+        self.proxy_port = free_port()
+        self.retry_seconds = retry_seconds
+
+    def _run(self, host, argv, name, env=None):
+        process = Process([*self.net.exec_prefix(host), *argv], self.tmp / f"{host}-{name}.log", env=env).start()
+        self.processes[host].append(process)
+        return process
+
+    def _redis(self, host, *extra):
+        folder = self.tmp / f"redis-{host}"
+        folder.mkdir()
+        self._run(host, [redis_server_binary(), "--port", "6379", "--bind", self.addr[host], "--save", "",
+                         "--appendonly", "no", "--dir", folder, "--protected-mode", "no", "--repl-timeout", "5",
+                         "--repl-ping-replica-period", "1", *extra], "redis")
+
+    def _sentinel(self, host):
+        folder = self.tmp / f"sentinel-{host}"
+        folder.mkdir()
+        conf = folder / "sentinel.conf"
+        conf.write_text(
+            f"port 26379\nbind {self.addr[host]}\nprotected-mode no\ndir {folder}\n"
+            f"sentinel monitor {MASTER} {self.addr['A']} 6379 2\n"
+            f"sentinel down-after-milliseconds {MASTER} 1000\n"
+            f"sentinel failover-timeout {MASTER} 4000\n"
+        )
+        self._run(host, [redis_server_binary(), conf, "--sentinel"], "sentinel")
+
+    def _app(self, host):
+        ini = self.tmp / f"{host}.ini"
+        text = re.sub(r"(?m)^listen = .*$", f"listen = {self.addr[host]}:8080", TESTING_INI.read_text())
+        ini.write_text(set_ini(text, **{
+            "enqueue.replicas": "1", "enqueue.retry_seconds": str(self.retry_seconds),
+            "enqueue.replica_timeout_ms": "500", "kitchen.preparation_seconds": "0.3",
+            "redis.socket_timeout": "1",
+        }))
+        env = {"FOODAPP_REDIS_SENTINELS": self.sentinels, "FOODAPP_INI": str(ini)}
+        self._run(host, [BIN / "pserve", ini], "web", env)
+        for i in range(2):
+            self._run(host, [BIN / "dramatiq", "foodapp.worker", "--processes", "1", "--threads", "2",
+                             "--worker-shutdown-timeout", "20000", "--queues", "comer", "beber", "batch"],
+                      f"worker{i}", env)
+
+    def _proxy(self):
+        conf = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+        conf = conf.replace("    log /dev/log local0\n", "")
+        conf = conf.replace("/etc/haproxy/errors/foodapp-503.http", str(ROOT / "deploy" / "haproxy" / "503.http"))
+        conf = conf.replace("bind :80", f"bind 127.0.0.1:{self.proxy_port}")
+        conf = conf.replace("hostA:8080", f"{self.addr['A']}:8080").replace("hostB:8080", f"{self.addr['B']}:8080")
+        path = self.tmp / "haproxy.cfg"
+        path.write_text(conf)
+        self.proxy = Process(["haproxy", "-db", "-f", path], self.tmp / "haproxy.log").start()
+
+    def start(self):
+        self._redis("A")
+        self._redis("B", "--replicaof", self.addr["A"], "6379")
+        wait_until(lambda: self.info("B").get("master_link_status") == "up", 30, "B's replica to sync")
+        for host in "ABC":
+            self._sentinel(host)
+        wait_until(lambda: self._sentinels_agree(), 30, "the three sentinels to know each other", interval=0.2)
+        self._app("A")
+        self._app("B")
+        self._proxy()
+        for host in "AB":
+            wait_until(lambda h=host: self._answers(f"{self.web(h)}/readyz"), 60, f"host {host}'s web app")
+        wait_until(lambda: self._answers(f"{self.proxy_url}/readyz"), 30, "the front proxy")
+        return self
+
+    def _answers(self, url):
+        try:
+            return http("GET", url, timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def _sentinels_agree(self):
+        try:
+            states = [self.sentinel(h).sentinel_master(MASTER) for h in "ABC"]
+        except redis.RedisError:
+            return False
+        return all(s["num-other-sentinels"] == 2 and s["num-slaves"] == 1 for s in states)
+
+    @property
+    def proxy_url(self):
+        return f"http://127.0.0.1:{self.proxy_port}"
+
+    def web(self, host):
+        return f"http://{self.addr[host]}:8080"
+
+    def redis(self, host):
+        return redis.Redis(host=self.addr[host], port=6379, socket_timeout=2, socket_connect_timeout=2,
+                           decode_responses=True)
+
+    def sentinel(self, host):
+        return redis.Redis(host=self.addr[host], port=26379, socket_timeout=2, socket_connect_timeout=2)
+
+    def info(self, host):
+        try:
+            return self.redis(host).info("replication")
+        except redis.RedisError:
+            return {}
+
+    def master_seen_by(self, host):
+        try:
+            return self.sentinel(host).sentinel_master(MASTER)["ip"]
+        except redis.RedisError:
+            return None
+
+    def host_of(self, address):
+        return next(h for h, a in self.addr.items() if a == address)
+
+    def stop(self):
+        if self.proxy:
+            self.proxy.stop()
+        for host in "ABC":
+            for process in self.processes[host]:
+                if process.alive():
+                    process.kill()
+
+
+class Load:
+    """A bounded load of orders from HOST 0, in threads; records every answer."""
+
+    def __init__(self, url, count, threads=6, timeout=10):
+        self.url, self.count, self.threads, self.timeout = url, count, threads, timeout
+        self.answers = {}
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _send(self, i):
+        try:
+            status, _, body = http("GET", f"{self.url}/{'comer' if i % 2 else 'beber'}/plato{i}", timeout=self.timeout)
+        except Exception as error:  # a connection cut mid-answer: no 202, so nothing promised
+            status, body = None, f"{type(error).__name__}: {error}"
+        with self.lock:
+            self.answers[i] = (status, body)
+
+    def _run(self):
+        with ThreadPoolExecutor(self.threads) as pool:
+            list(pool.map(self._send, range(self.count)))
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def sent(self):
+        with self.lock:
+            return len(self.answers)
+
+    def join(self, timeout=240):
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the load did not finish in time"
+        assert len(self.answers) == self.count
+        return self
+
+    def accepted(self):
+        return {body["job_id"] for status, body in self.answers.values() if status == 202}
+
+    def refused(self):
+        return [(status, body) for status, body in self.answers.values() if status != 202]
+
+
+@pytest.fixture
+def seed(tmp_path):
+    require_namespaces()
+    if not shutil.which("haproxy"):
+        pytest.skip("the host drills need HAProxy as the front proxy: apt-get install haproxy (make test does, as root)")
+    net = Network()
+    production = SeedProduction(tmp_path, net)
+    try:
+        net.up()
+        yield production.start()
+    finally:
+        production.stop()
+        net.down()
+
+
+def wait_recorded(client, job_ids, timeout=180):
+    wait_until(lambda: job_ids <= set(client.hkeys("foodapp:ledger")), timeout,
+               f"all {len(job_ids)} accepted jobs to be in the ledger", interval=0.5)
+
+
+def summary(name, load, extra=""):
+    codes = {}
+    for status, _ in load.answers.values():
+        codes[status] = codes.get(status, 0) + 1
+    print(f"\n{name}: {len(load.answers)} orders through the proxy, answers {codes}{extra}")
+
+
+def test_host_b_dies_a_stays_master_and_runs_what_b_held(seed):
+    load = Load(seed.proxy_url, 400).start()
+
+    def running_on_b():
+        client, b_pids = seed.redis("A"), set(seed.net.pids("B"))
+        held = []
+        for key in client.scan_iter("foodapp:job:*", count=1000):
+            status = {} if key.endswith(":events") else client.hgetall(key)
+            if status.get("state") == "running" and int(status.get("worker_pid", 0)) in b_pids:
+                held.append(status["job_id"])
+        return len(held) >= 2 and held
+    b_jobs = wait_until(running_on_b, 60, "B's workers to hold jobs", interval=0.2)
+
+    seed.net.kill_all("B")
+    seed.net.cut("B")
+    load.join()
+
+    assert seed.master_seen_by("A") == seed.addr["A"]
+    client = seed.redis("A")
+    accepted = load.accepted()
+    wait_recorded(client, accepted)
+    ledger = client.hgetall("foodapp:ledger")
+    lost = accepted - set(ledger)
+    summary("host B dies", load, f", lost: {len(lost)}, B held {len(b_jobs)} running jobs")
+    assert not lost
+    for job_id in b_jobs:
+        assert job_id in ledger, "a job B was running when it died was not run again"
+    assert all(status in (202, 503, 502, 504) for status, _ in load.refused()), load.refused()[:3]
+
+
+def test_host_a_dies_b_is_promoted_and_takes_over(seed):
+    load = Load(seed.proxy_url, 400).start()
+    wait_until(lambda: load.sent() >= 100, 60, "100 orders to be answered")
+    killed_at = time.monotonic()
+    seed.net.kill_all("A")
+    seed.net.cut("A")
+
+    promoted = wait_until(lambda: seed.master_seen_by("B") == seed.addr["B"] and seed.master_seen_by("C") == seed.addr["B"],
+                          60, "the sentinels on B and C to promote B's replica", interval=0.2)
+    print(f"\nhost A dies: B promoted {time.monotonic() - killed_at:.1f} s after the kill")
+    assert promoted
+    load.join()
+
+    client = seed.redis("B")
+    accepted = load.accepted()
+    after_kill = [body for status, body in load.answers.values() if status == 202]
+    assert after_kill, "no order was accepted"
+    wait_recorded(client, accepted)
+    lost = accepted - set(client.hkeys("foodapp:ledger"))
+    summary("host A dies", load, f", lost: {len(lost)}")
+    assert not lost
+    for status, body in load.refused():
+        # The proxy's own 503 (no backend ready during the failover) is JSON with Retry-After too.
+        assert status in (None, 502, 503, 504), (status, body)
+        if status == 503:
+            assert body["error"] in ("redis_unavailable", "no_backend"), body
+    # The proxy sends the new orders to B, whose web and workers carry on.
+    status, _, body = http("GET", f"{seed.proxy_url}/comer/despues")
+    assert status == 202, body
+    wait_until(lambda: client.hexists("foodapp:ledger", body["job_id"]), 60, "an order after the failover to be done")
+
+
+def test_a_partitioned_master_acknowledges_nothing_and_nothing_is_lost_after_healing(seed):
+    before = Load(seed.proxy_url, 60).start().join()
+    seed.net.partition("A", ["B", "C"])
+
+    # Clients that still reach A: A's Redis is cut off from its replica, so no order may get
+    # a 202 there (each one is retried enqueue.retry_seconds, then refused).
+    on_a = Load(seed.web("A"), 6, threads=6, timeout=60).start()
+    wait_until(lambda: seed.master_seen_by("B") == seed.addr["B"], 60, "B's replica to be promoted", interval=0.2)
+    on_b = Load(seed.web("B"), 40).start().join()
+    on_a.join()
+    assert not on_a.accepted(), "host A acknowledged orders it could not replicate"
+    assert {status for status, _ in on_a.refused()} == {503}, on_a.refused()
+    # A's /readyz says so too, and the front proxy stops sending it traffic.
+    wait_until(lambda: http("GET", f"{seed.web('A')}/readyz", timeout=5)[0] == 503, 30, "A's /readyz to say not ready")
+
+    seed.net.heal("A", ["B", "C"])
+    wait_until(lambda: seed.info("A").get("role") == "slave" and seed.info("A").get("master_host") == seed.addr["B"],
+               90, "A's old master to come back as B's replica", interval=0.5)
+
+    accepted = before.accepted() | on_b.accepted()
+    client = seed.redis("B")
+    wait_recorded(client, accepted)
+    lost = accepted - set(client.hkeys("foodapp:ledger"))
+    print(f"\npartition: A refused {len(on_a.refused())} of {len(on_a.answers)} orders; "
+          f"B accepted {len(on_b.accepted())}; lost after healing: {len(lost)}")
+    assert not lost
