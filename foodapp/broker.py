@@ -48,6 +48,22 @@ class EnqueueUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class Replay(Exception):
+    """The idempotency key was used before, for the same request: here is its answer."""
+
+    def __init__(self, answer):
+        super().__init__(answer)
+        self.answer = answer
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before, for a different request."""
+
+    def __init__(self, key):
+        super().__init__(key)
+        self.key = key
+
+
 class NotReplicated(redis.RedisError):
     """The master stored the job but too few replicas acknowledged it in time."""
 
@@ -132,19 +148,56 @@ class FoodBroker(RedisBroker):
         return FifoConsumer
 
     def enqueue(self, message, *, delay=None):
-        queue_name = message.queue_name
-        redelivered = "redis_message_id" in message.options
-        message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
-        if delay is not None:
-            queue_name = dq_name(queue_name)
-            message = message.copy(queue_name=queue_name, options={"eta": current_millis() + delay})
+        return self.enqueue_many([(message, delay)])[0]
 
-        self.emit_before("enqueue", message, delay)
-        self._store(queue_name, message, delay, redelivered)
-        self.emit_after("enqueue", message, delay)
-        return message
+    def enqueue_many(self, orders, idempotency=None, batch_id=None):
+        """Store ``(message, delay)`` pairs in one round trip, all or none.
 
-    def _store(self, queue_name, message, delay, redelivered):
+        ``batch_id``, if given, also stores the batch's record (its job ids) for
+        GET /api/batches/<batch_id>.
+
+        ``idempotency`` is ``(key, fingerprint, answer)``: the first call with ``key`` stores
+        the jobs and ``answer``; a later one with the same fingerprint raises Replay with
+        that answer, with another fingerprint IdempotencyConflict, and stores nothing.
+        Returns the messages as stored (each with its own redis message id).
+        """
+        prepared = []
+        for message, delay in orders:
+            redelivered = "redis_message_id" in message.options
+            message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
+            if delay is not None:
+                message = message.copy(queue_name=dq_name(message.queue_name),
+                                       options={"eta": current_millis() + delay})
+            prepared.append((message, delay, redelivered))
+
+        for message, delay, _ in prepared:
+            self.emit_before("enqueue", message, delay)
+        keys, args = [], []
+        for message, delay, redelivered in prepared:
+            message_keys, message_args = self._record(message, delay, redelivered)
+            keys += message_keys
+            args += message_args
+        fingerprint, answer, batch = "", "", ""
+        if idempotency:
+            key, fingerprint, answer = idempotency
+            keys.append(f"foodapp:idempotency:{key}")
+        if batch_id:
+            keys.append(jobs.batch_key(batch_id))
+            batch = jobs.encode({"batch_id": batch_id, "job_ids": [m.message_id for m, _, _ in prepared],
+                                 "created_at": jobs.now()})
+        head = [self.settings.jobs_status_ttl, len(prepared), fingerprint,
+                self.settings.orders_idempotency_ttl, answer, batch]
+        outcome, detail = self._store(keys, head + args)
+        if outcome == b"replay":
+            raise Replay(detail.decode())
+        if outcome == b"conflict":
+            raise IdempotencyConflict(idempotency[0])
+        for message, delay, _ in prepared:
+            self.emit_after("enqueue", message, delay)
+        return [message for message, _, _ in prepared]
+
+    def _record(self, message, delay, redelivered):
+        """The keys and arguments enqueue.lua takes for one message."""
         retries = message.options.get("retries", 0)
         if delay is not None:
             state = event_name = "retrying" if retries else "scheduled"
@@ -155,7 +208,7 @@ class FoodBroker(RedisBroker):
         else:
             state = event_name = "queued"
         at = jobs.now()
-        fields = {
+        fields = jobs.flatten({
             "state": state,
             "job_id": message.message_id,
             "queue": message.queue_name.removesuffix(".DQ"),
@@ -163,15 +216,16 @@ class FoodBroker(RedisBroker):
             "args": jobs.encode(message.args),
             "kwargs": jobs.encode(message.kwargs) if message.kwargs else None,
             "enqueued_at": None if redelivered else at,
-            "eta": f"{message.options['eta'] / 1000:.3f}" if delay else None,
+            "eta": f"{message.options['eta'] / 1000:.3f}" if delay is not None else None,
             "retries": retries,
-        }
-        event = jobs.encode({"event": event_name, "at": at, **({"eta": fields["eta"]} if delay else {})})
-        queue_key = f"{self.namespace}:{queue_name}"
+        })
+        event = jobs.encode({"event": event_name, "at": at,
+                             **({"eta": f"{message.options['eta'] / 1000:.3f}"} if delay is not None else {})})
+        queue_key = f"{self.namespace}:{message.queue_name}"
         keys = [queue_key, f"{queue_key}.msgs", jobs.status_key(message.message_id), jobs.events_key(message.message_id)]
-        args = [message.options["redis_message_id"], message.encode(), self.settings.jobs_status_ttl, event,
-                *jobs.flatten(fields)]
+        return keys, [message.options["redis_message_id"], message.encode(), event, len(fields), *fields]
 
+    def _store(self, keys, args):
         deadline = time.monotonic() + self.settings.enqueue_retry_seconds
         pause = 0.05
         while True:
@@ -185,7 +239,7 @@ class FoodBroker(RedisBroker):
                         f"Redis ({describe(self.settings)}) did not take the job: {error}",
                         self.settings.enqueue_retry_after_seconds,
                     ) from error
-                log.warning("enqueue of %s failed (%s); trying again", message.message_id, error)
+                log.warning("enqueue failed (%s); trying again", error)
                 # A backoff between attempts against a server that is failing over, not a
                 # wait for a condition Redis could tell us about.
                 time.sleep(pause)

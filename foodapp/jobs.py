@@ -33,6 +33,10 @@ def events_key(job_id):
     return f"{STATUS_PREFIX}{job_id}:events"
 
 
+def batch_key(batch_id):
+    return f"foodapp:batch:{batch_id}"
+
+
 def now():
     return f"{time.time():.3f}"
 
@@ -94,3 +98,21 @@ class JobStore:
             if "at" in event:
                 event["at"] = iso(str(event["at"]))
         return job
+
+    def batch(self, batch_id):
+        """A batch's record with how many of its jobs are in each state, or None."""
+        raw = self.client.get(batch_key(batch_id))
+        if raw is None:
+            return None
+        batch = json.loads(raw)
+        with self.client.pipeline(transaction=False) as pipe:
+            for job_id in batch["job_ids"]:
+                pipe.hget(status_key(job_id), "state")
+            states = [state.decode() if state else "expired" for state in pipe.execute()]
+        counts = {}
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
+        batch["created_at"] = iso(batch["created_at"])
+        batch.update(total=len(states), done=counts.get("done", 0), states=counts,
+                     finished=all(state in ("done", "failed", "dead", "expired") for state in states))
+        return batch

@@ -79,6 +79,9 @@ class Settings:
     workers_heartbeat_interval: float = 1.0
     workers_heartbeat_timeout: float = 10.0
     orders_max_item_length: int = 64
+    orders_max_batch: int = 100
+    orders_max_delay_seconds: int = 7 * 86400
+    orders_idempotency_ttl: int = 86400
     kitchen_preparation_seconds: float = 0.05
     reports_martini_limit: int = 2
     dashboard_enabled: bool = True
@@ -109,6 +112,9 @@ _PARSERS = {
     "workers.heartbeat_interval": _float,
     "workers.heartbeat_timeout": _float,
     "orders.max_item_length": _int,
+    "orders.max_batch": _int,
+    "orders.max_delay_seconds": _int,
+    "orders.idempotency_ttl": _int,
     "kitchen.preparation_seconds": _float,
     "reports.martini_limit": _int,
     "dashboard.enabled": _bool,

@@ -1,22 +1,57 @@
--- Store a job and its status in one step: the message, its place at the tail of the queue,
--- and the status record the API reads. Running it twice for the same redis message id
--- (a retried enqueue whose first answer was lost) stores the job once.
+-- Store jobs and their status records in one atomic step: each message, its place at the
+-- tail of its queue, and the status record the API reads. A batch is stored whole or not
+-- at all. Running it again for the same redis message ids (a retried enqueue whose first
+-- answer was lost) stores nothing twice.
 --
--- KEYS: queue list, queue messages hash, job status hash, job events list
--- ARGV: redis message id, message data, status ttl (s), event (json), status field/value pairs...
-if redis.call("hexists", KEYS[2], ARGV[1]) == 1 then
-    return 0
-end
-redis.call("hset", KEYS[2], ARGV[1], ARGV[2])
-redis.call("rpush", KEYS[1], ARGV[1])
+-- With an idempotency key, the first request stores the jobs and the answer it will give;
+-- a later one with the same key gets that answer back (and stores nothing), or, if it is
+-- not the same request (another fingerprint), is refused.
+--
+-- A batch (POST /menu) also stores its record, the list of its jobs, with the same ttl.
+--
+-- KEYS: for each message: its queue list, queue messages hash, job status hash, job
+--       events list; then the idempotency key, if any; then the batch key, if any.
+-- ARGV: status ttl (s), message count, idempotency fingerprint ("" for none),
+--       idempotency ttl (s), answer to remember, batch record ("" for none); then for each
+--       message: redis message id, message data, event (json), number of status fields,
+--       status field/value pairs...
+-- Returns {"stored", n} | {"replay", answer} | {"conflict", ""}
+local ttl = ARGV[1]
+local count = tonumber(ARGV[2])
+local fingerprint = ARGV[3]
 
-local fields = {}
-for i = 5, #ARGV do
-    fields[#fields + 1] = ARGV[i]
+if fingerprint ~= "" then
+    local key = KEYS[count * 4 + 1]
+    local existing = redis.call("get", key)
+    if existing then
+        local cut = string.find(existing, "\n", 1, true)
+        if string.sub(existing, 1, cut - 1) == fingerprint then
+            return {"replay", string.sub(existing, cut + 1)}
+        end
+        return {"conflict", ""}
+    end
+    redis.call("set", key, fingerprint .. "\n" .. ARGV[5], "EX", ARGV[4])
 end
-redis.call("hset", KEYS[3], unpack(fields))
-redis.call("expire", KEYS[3], ARGV[3])
-redis.call("rpush", KEYS[4], ARGV[4])
-redis.call("ltrim", KEYS[4], -100, -1)
-redis.call("expire", KEYS[4], ARGV[3])
-return 1
+
+if ARGV[6] ~= "" then
+    redis.call("set", KEYS[#KEYS], ARGV[6], "EX", ttl)
+end
+
+local stored = 0
+local a = 7
+for i = 0, count - 1 do
+    local queue, messages, status, events = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
+    local rid, data, event, nfields = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+    if redis.call("hexists", messages, rid) == 0 then
+        redis.call("hset", messages, rid, data)
+        redis.call("rpush", queue, rid)
+        redis.call("hset", status, unpack(ARGV, a + 4, a + 3 + nfields))
+        redis.call("expire", status, ttl)
+        redis.call("rpush", events, event)
+        redis.call("ltrim", events, -100, -1)
+        redis.call("expire", events, ttl)
+        stored = stored + 1
+    end
+    a = a + 4 + nfields
+end
+return {"stored", tostring(stored)}

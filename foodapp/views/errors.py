@@ -11,7 +11,8 @@ from foodapp.views import json_error
 
 log = logging.getLogger(__name__)
 
-ROUTES_HINT = "try GET /comer/<food>, /beber/<drink>, POST /reports, GET /api/jobs/<job_id>, /jobs"
+ROUTES_HINT = ("try GET /comer/<food>, /beber/<drink>, POST /menu, POST /reports, GET /api/jobs/<job_id>, "
+               "/jobs, /openapi.json")
 
 
 @notfound_view_config()
@@ -21,12 +22,14 @@ def not_found(request):
 
 @view_config(route_name="order")
 @view_config(route_name="reports")
+@view_config(route_name="menu")
 @view_config(route_name="job")
+@view_config(route_name="batch")
 @view_config(route_name="healthz")
 @view_config(route_name="readyz")
 def method_not_allowed(request):
     # Reached only when no view for this route takes the request's method.
-    allowed = {"order": "GET, POST", "reports": "POST"}.get(request.matched_route.name, "GET")
+    allowed = {"order": "GET, POST", "reports": "POST", "menu": "POST"}.get(request.matched_route.name, "GET")
     return json_error(
         405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}", Allow=allowed,
     )

@@ -21,3 +21,16 @@ def job_status(request):
             f"no job {job_id}: it never existed, or it changed last more than {ttl} s ago and its status expired",
         )
     return json_response(200, job)
+
+
+@view_config(route_name="batch", request_method="GET")
+def batch_status(request):
+    batch_id = request.matchdict["batch_id"]
+    try:
+        uuid.UUID(batch_id)
+    except ValueError:
+        return json_error(400, "bad_batch_id", f"{batch_id!r} is not a batch id; batch ids are UUIDs, as returned by POST /menu")
+    batch = request.broker.jobs.batch(batch_id)
+    if batch is None:
+        return json_error(404, "batch_not_found", f"no batch {batch_id}: it never existed, or it expired")
+    return json_response(200, batch)

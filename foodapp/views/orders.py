@@ -1,28 +1,62 @@
-"""Orders: /comer/<food> and /beber/<drink> queue a job and answer 202 with its status URL."""
+"""Orders: /comer/<food>, /beber/<drink>, POST /menu and POST /reports queue jobs, answer 202."""
+import json
+import uuid
+
 from pyramid.view import view_config
 
+from foodapp.broker import IdempotencyConflict, Replay
 from foodapp.items import BadItem, check_item
+from foodapp.jobs import encode
+from foodapp.orders import BadOrder, delay_ms, idempotency, menu_items
 from foodapp.views import json_error, json_response
 
 
-def accepted(request, message):
+def job_answer(request, message):
     status_url = request.route_url("job", job_id=message.message_id)
     body = {"job_id": message.message_id, "queue": message.queue_name.removesuffix(".DQ"), "status_url": status_url}
     if message.args:
         body["item"] = message.args[0]
-    return json_response(202, body, Location=status_url)
+    return body
+
+
+def enqueue(request, orders, answer, batch_id=None):
+    """Store the (message, delay) orders and answer 202 with ``answer``, idempotently."""
+    try:
+        request.broker.enqueue_many(orders, idempotency=idempotency(request, encode(answer)), batch_id=batch_id)
+    except Replay as replay:
+        answer = json.loads(replay.answer)
+        return json_response(202, answer, Location=answer.get("status_url", ""), **{"Idempotent-Replayed": "true"})
+    except IdempotencyConflict as conflict:
+        return json_error(
+            422, "idempotency_key_reused",
+            f"the Idempotency-Key {conflict.key!r} was already used for a different request; "
+            "use a new key for a new order",
+        )
+    return json_response(202, answer, Location=answer["status_url"])
+
+
+def scheduled(request, message, delay):
+    answer = job_answer(request, message)
+    if delay is not None:
+        answer["delay_seconds"] = delay / 1000
+    return answer
 
 
 @view_config(route_name="order", request_method=("GET", "POST"))
 def order(request):
     """Queue one item for the queue named in the URL: comer (food) or beber (drink)."""
+    settings = request.registry.foodapp
     queue = request.matchdict["queue"]
     try:
-        item = check_item(request.matchdict["item"], request.registry.foodapp.orders_max_item_length)
-    except BadItem as error:
-        return json_error(400, "bad_item", str(error))
-    message = request.broker.get_actor(queue).send(item)
-    return accepted(request, message)
+        item = check_item(request.matchdict["item"], settings.orders_max_item_length)
+        delay = delay_ms(request.GET, settings.orders_max_delay_seconds)
+    except (BadItem, BadOrder) as error:
+        return json_error(400, "bad_item" if isinstance(error, BadItem) else "bad_order", str(error))
+    message = request.broker.get_actor(queue).message(item)
+    try:
+        return enqueue(request, [(message, delay)], scheduled(request, message, delay))
+    except BadOrder as error:
+        return json_error(400, "bad_order", str(error))
 
 
 @view_config(route_name="order_without_item")
@@ -32,7 +66,39 @@ def order_without_item(request):
     return json_error(400, "bad_item", f"the item name is empty: put it in the URL, e.g. /{queue}/{example}")
 
 
+@view_config(route_name="menu", request_method="POST")
+def menu(request):
+    """Queue a whole menu in one step: every item is stored, or none is."""
+    settings = request.registry.foodapp
+    if request.content_type != "application/json":
+        return json_error(415, "bad_content_type", "send the menu as JSON, with Content-Type: application/json")
+    try:
+        body = json.loads(request.body or b"null")
+    except ValueError as error:
+        return json_error(400, "bad_json", f"the body is not valid JSON: {error}")
+    try:
+        items = menu_items(body, settings.orders_max_batch, settings.orders_max_item_length)
+        delay = delay_ms(request.GET, settings.orders_max_delay_seconds)
+    except BadOrder as error:
+        return json_error(400, "bad_order", str(error))
+    messages = [request.broker.get_actor(queue).message(item) for queue, item in items]
+    batch_id = str(uuid.uuid4())
+    answer = {
+        "batch_id": batch_id,
+        "status_url": request.route_url("batch", batch_id=batch_id),
+        "jobs": [scheduled(request, message, delay) for message in messages],
+    }
+    try:
+        return enqueue(request, [(message, delay) for message in messages], answer, batch_id=batch_id)
+    except BadOrder as error:
+        return json_error(400, "bad_order", str(error))
+
+
 @view_config(route_name="reports", request_method="POST")
 def report(request):
     """Queue a ledger report on the batch queue; its result appears at the status URL."""
-    return accepted(request, request.broker.get_actor("report").send())
+    message = request.broker.get_actor("report").message()
+    try:
+        return enqueue(request, [(message, None)], job_answer(request, message))
+    except BadOrder as error:
+        return json_error(400, "bad_order", str(error))
