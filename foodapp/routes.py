@@ -12,3 +12,5 @@ def includeme(config):
     config.add_route("batch", "/api/batches/{batch_id}")
     config.add_route("healthz", "/healthz")
     config.add_route("readyz", "/readyz")
+    config.add_route("metrics", "/metrics")
+    config.add_route("openapi", "/openapi.json")

@@ -6,6 +6,7 @@ the job, then ``done`` with its result, or ``dead`` / ``failed`` with the error 
 gives up on it. A retry is written by the re-enqueue, so it is left alone here.
 """
 import os
+import time
 
 from dramatiq.middleware import Middleware
 
@@ -15,6 +16,7 @@ from foodapp import jobs
 class JobStatus(Middleware):
 
     def before_process_message(self, broker, message):
+        message._foodapp_started = time.monotonic()
         broker.jobs.transition(
             message.message_id, "running",
             event="started",
@@ -26,10 +28,12 @@ class JobStatus(Middleware):
         )
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
+        queue = message.queue_name
         if exception is None:
             broker.jobs.transition(
                 message.message_id, "done",
                 event="done", only_from="running", only_worker=broker.broker_id,
+                counts=[jobs.outcome(queue, "done"), *jobs.duration(queue, self._run_time(message))],
                 finished_at=jobs.now(), result=jobs.encode(result),
             )
         elif message.failed:
@@ -43,7 +47,9 @@ class JobStatus(Middleware):
             # Retries has already re-enqueued it as "retrying"; keep this attempt's error.
             broker.jobs.transition(
                 message.message_id, "retrying",
-                event="error", only_from="retrying", error=f"{type(exception).__name__}: {exception}",
+                event="error", only_from="retrying",
+                counts=[jobs.outcome(queue, "retried"), *jobs.duration(queue, self._run_time(message))],
+                error=f"{type(exception).__name__}: {exception}",
             )
 
     def after_skip_message(self, broker, message):
@@ -54,5 +60,12 @@ class JobStatus(Middleware):
         broker.jobs.transition(
             message.message_id, state,
             event=state, only_from="running", only_worker=broker.broker_id,
+            counts=[jobs.outcome(message.queue_name, state),
+                    *jobs.duration(message.queue_name, self._run_time(message))],
             finished_at=jobs.now(), error=error,
         )
+
+    @staticmethod
+    def _run_time(message):
+        started = getattr(message, "_foodapp_started", None)
+        return time.monotonic() - started if started is not None else 0.0

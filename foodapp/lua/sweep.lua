@@ -55,6 +55,7 @@ local function give_back(worker, queue_name, canonical)
         local crashes = 0
         if running_here then
             crashes = redis.call("hincrby", status_key, "crashes", 1)
+            redis.call("hincrbyfloat", "foodapp:stats", canonical .. ":crashed", 1)
         end
         local at = string.format("%.3f", now / 1000)
         if running_here and crashes >= max_crashes then
@@ -65,6 +66,7 @@ local function give_back(worker, queue_name, canonical)
             local reason = "worker crashed " .. crashes .. " times"
             redis.call("hset", status_key, "state", "dead", "error", reason, "finished_at", at)
             event(status_key, {event = "dead", at = at, worker = worker, reason = reason})
+            redis.call("hincrbyfloat", "foodapp:stats", canonical .. ":dead", 1)
             dead_lettered = dead_lettered + 1
         else
             redis.call("lpush", queue, item.rid)

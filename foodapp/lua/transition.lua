@@ -1,9 +1,12 @@
 -- Move a job's status record to a new state, only from the states given and only for the
 -- worker given, so a late or stale writer never overwrites a newer state.
 --
+-- When it applies, it also adds to the counters the metrics read (stats hashes).
+--
 -- KEYS: job status hash, job events list
 -- ARGV: status ttl (s), allowed current states ("a,b" or "" for any),
---       owning worker ("" for any), event (json), status field/value pairs...
+--       owning worker ("" for any), event (json), number of counter increments,
+--       (hash, field, amount) for each increment, status field/value pairs...
 if ARGV[2] ~= "" then
     local state = redis.call("hget", KEYS[1], "state")
     local allowed = false
@@ -20,11 +23,11 @@ if ARGV[3] ~= "" and redis.call("hget", KEYS[1], "worker") ~= ARGV[3] then
     return 0
 end
 
-local fields = {}
-for i = 5, #ARGV do
-    fields[#fields + 1] = ARGV[i]
+local increments = tonumber(ARGV[5])
+for i = 0, increments - 1 do
+    redis.call("hincrbyfloat", ARGV[6 + i * 3], ARGV[7 + i * 3], ARGV[8 + i * 3])
 end
-redis.call("hset", KEYS[1], unpack(fields))
+redis.call("hset", KEYS[1], unpack(ARGV, 6 + increments * 3))
 redis.call("expire", KEYS[1], ARGV[1])
 redis.call("rpush", KEYS[2], ARGV[4])
 redis.call("ltrim", KEYS[2], -100, -1)

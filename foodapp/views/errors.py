@@ -27,6 +27,8 @@ def not_found(request):
 @view_config(route_name="batch")
 @view_config(route_name="healthz")
 @view_config(route_name="readyz")
+@view_config(route_name="metrics")
+@view_config(route_name="openapi")
 def method_not_allowed(request):
     # Reached only when no view for this route takes the request's method.
     allowed = {"order": "GET, POST", "reports": "POST", "menu": "POST"}.get(request.matched_route.name, "GET")

@@ -7,6 +7,7 @@ from pyramid.view import view_config
 from foodapp.broker import IdempotencyConflict, Replay
 from foodapp.items import BadItem, check_item
 from foodapp.jobs import encode
+from foodapp.metrics import ENQUEUE_LATENCY
 from foodapp.orders import BadOrder, delay_ms, idempotency, menu_items
 from foodapp.views import json_error, json_response
 
@@ -22,7 +23,8 @@ def job_answer(request, message):
 def enqueue(request, orders, answer, batch_id=None):
     """Store the (message, delay) orders and answer 202 with ``answer``, idempotently."""
     try:
-        request.broker.enqueue_many(orders, idempotency=idempotency(request, encode(answer)), batch_id=batch_id)
+        with ENQUEUE_LATENCY.time():
+            request.broker.enqueue_many(orders, idempotency=idempotency(request, encode(answer)), batch_id=batch_id)
     except Replay as replay:
         answer = json.loads(replay.answer)
         return json_response(202, answer, Location=answer.get("status_url", ""), **{"Idempotent-Replayed": "true"})

@@ -1,0 +1,158 @@
+"""The OpenAPI 3 description of foodapp's HTTP interface, served at /openapi.json."""
+from foodapp.jobs import STATES
+
+
+def _error(description):
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(description, schema):
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}}}
+
+
+UNAVAILABLE = {
+    "description": "Redis did not take the request (down, failing over, or no replica acknowledged); "
+                   "nothing was stored. Send it again after Retry-After seconds.",
+    "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+COMMON = {"404": _error("No such route or object"), "503": UNAVAILABLE}
+IDEMPOTENCY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Send the same key again (within orders.idempotency_ttl, 24 h) to get the first answer back "
+                   "instead of a second job. The same key with another request is refused with 422.",
+    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
+}
+UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# What foodapp/items.py enforces, but "not only spaces", which a pattern says badly.
+ITEM_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029/%]{1,64}$"
+DELAY = [
+    {"name": "delay", "in": "query", "required": False, "description": "Seconds to wait before the job may run (0 to 7 days).",
+     "schema": {"type": "number", "minimum": 0, "maximum": 604800}},
+    {"name": "eta", "in": "query", "required": False, "description": "When the job may run, ISO 8601 with a time zone.",
+     "schema": {"type": "string", "format": "date-time"}},
+]
+
+
+def _order(queue, what):
+    operation = {
+        "summary": f"Order one {what}: queue a job on the {queue} queue",
+        "parameters": [
+            {"name": "item", "in": "path", "required": True,
+             "description": "UTF-8, 1 to orders.max_item_length (64) characters, not only spaces, "
+                            "no control characters, '/' or '%'.",
+             "schema": {"type": "string", "pattern": ITEM_PATTERN}},
+            *DELAY, IDEMPOTENCY,
+        ],
+        "responses": {
+            "202": {**_json("Accepted: the job is stored (and replicated)", "JobAccepted"),
+                    "headers": {"Location": {"schema": {"type": "string"}}}},
+            "400": _error("The item name or the delay breaks a rule; the message names it"),
+            "422": _error("The Idempotency-Key was used for another request"),
+            **COMMON,
+        },
+    }
+    return {"get": {**operation, "operationId": f"{queue}_get"}, "post": {**operation, "operationId": f"{queue}_post"}}
+
+
+def _no_item(queue):
+    operation = {"summary": f"/{queue} without an item: answered 400, naming what is missing",
+                 "responses": {"400": _error("The item name is empty"), **COMMON}}
+    return {"get": {**operation, "operationId": f"{queue}_empty_get"},
+            "post": {**operation, "operationId": f"{queue}_empty_post"}}
+
+
+def document():
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "foodapp", "version": "0.1.0",
+                 "description": "Orders over HTTP become Dramatiq jobs on Redis, run FIFO, never lost."},
+        "paths": {
+            "/comer/{item}": _order("comer", "food"),
+            "/beber/{item}": _order("beber", "drink"),
+            "/comer": _no_item("comer"),
+            "/beber": _no_item("beber"),
+            "/menu": {"post": {
+                "operationId": "menu",
+                "summary": "Order a whole menu: every item is stored, or none is",
+                "parameters": [*DELAY, IDEMPOTENCY],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Menu"}}}},
+                "responses": {
+                    "202": {**_json("Accepted: every job is stored", "BatchAccepted"),
+                            "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "400": _error("The menu breaks a rule; the message names the item and the rule"),
+                    "415": _error("The body is not JSON"),
+                    "422": _error("The Idempotency-Key was used for another request"),
+                    **COMMON,
+                },
+            }},
+            "/reports": {"post": {
+                "operationId": "report",
+                "summary": "Queue a report of the ledger on the batch queue",
+                "parameters": [IDEMPOTENCY],
+                "responses": {"202": _json("Accepted", "JobAccepted"), "400": _error("Bad Idempotency-Key"),
+                              "422": _error("The Idempotency-Key was used for another request"), **COMMON},
+            }},
+            "/api/jobs/{job_id}": {"get": {
+                "operationId": "job",
+                "summary": "A job's state, timestamps, worker, result or error, and timeline (kept 24 h)",
+                "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": UUID}}],
+                "responses": {"200": _json("The job", "Job"), "400": _error("Not a job id (a UUID)"), **COMMON},
+            }},
+            "/api/batches/{batch_id}": {"get": {
+                "operationId": "batch",
+                "summary": "A menu's jobs and how many are done",
+                "parameters": [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": UUID}}],
+                "responses": {"200": _json("The batch", "Batch"), "400": _error("Not a batch id (a UUID)"), **COMMON},
+            }},
+            "/healthz": {"get": {"operationId": "healthz", "summary": "The process answers",
+                                 "responses": {"200": _json("Alive", "Health"), "404": COMMON["404"]}}},
+            "/readyz": {"get": {"operationId": "readyz", "summary": "Redis takes jobs; the topology seen",
+                                "responses": {"200": _json("Ready", "Readiness"), "404": COMMON["404"],
+                                              "503": {**_json("Not ready, and why", "Readiness"),
+                                                      "headers": {"Retry-After": {"schema": {"type": "integer"}}}}}}},
+            "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "Prometheus text format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                               **COMMON}}},
+            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
+                                      "responses": {"200": {"description": "OpenAPI 3",
+                                                            "content": {"application/json": {"schema": {"type": "object"}}}},
+                                                    "404": COMMON["404"]}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error", "message"],
+                      "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+            "JobAccepted": {"type": "object", "required": ["job_id", "queue", "status_url"],
+                            "properties": {"job_id": {"type": "string", "format": "uuid"}, "queue": {"type": "string"},
+                                           "status_url": {"type": "string"}, "item": {"type": "string"},
+                                           "delay_seconds": {"type": "number"}}},
+            "BatchAccepted": {"type": "object", "required": ["batch_id", "status_url", "jobs"],
+                              "properties": {"batch_id": {"type": "string"}, "status_url": {"type": "string"},
+                                             "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobAccepted"}}}},
+            "Menu": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"oneOf": [
+                {"type": "object", "required": ["comer"], "additionalProperties": False,
+                 "properties": {"comer": {"type": "string", "pattern": ITEM_PATTERN}}},
+                {"type": "object", "required": ["beber"], "additionalProperties": False,
+                 "properties": {"beber": {"type": "string", "pattern": ITEM_PATTERN}}},
+            ]}},
+            "Job": {"type": "object", "required": ["state", "job_id", "queue", "actor", "events"],
+                    "properties": {"state": {"type": "string", "enum": list(STATES)},
+                                   "job_id": {"type": "string"}, "queue": {"type": "string"}, "actor": {"type": "string"},
+                                   "args": {"type": "array"}, "events": {"type": "array", "items": {"type": "object"}},
+                                   "enqueued_at": {"type": "string"}, "started_at": {"type": "string"},
+                                   "finished_at": {"type": "string"}, "eta": {"type": "string"},
+                                   "retries": {"type": "integer"}, "crashes": {"type": "integer"},
+                                   "worker": {"type": "string"}, "worker_name": {"type": "string"},
+                                   "worker_pid": {"type": "integer"}, "error": {"type": "string"}, "result": {}}},
+            "Batch": {"type": "object", "required": ["batch_id", "job_ids", "total", "done", "states", "finished"],
+                      "properties": {"batch_id": {"type": "string"}, "job_ids": {"type": "array", "items": {"type": "string"}},
+                                     "total": {"type": "integer"}, "done": {"type": "integer"},
+                                     "states": {"type": "object"}, "finished": {"type": "boolean"},
+                                     "created_at": {"type": "string"}}},
+            "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+            "Readiness": {"type": "object", "required": ["ready", "reason"],
+                          "properties": {"ready": {"type": "boolean"}, "reason": {"type": "string"},
+                                         "redis": {"type": "object"}}},
+        }},
+    }
