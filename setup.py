@@ -37,6 +37,6 @@ setup(
     extras_require={"testing": tests_require},
     entry_points={
         "paste.app_factory": ["main = foodapp:main"],
-        "console_scripts": ["foodapp-dev = foodapp.dev:main"],
+        "console_scripts": ["foodapp-dev = foodapp.dev:main", "foodapp = foodapp.cli:main"],
     },
 )
