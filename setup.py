@@ -37,6 +37,11 @@ setup(
     extras_require={"testing": tests_require},
     entry_points={
         "paste.app_factory": ["main = foodapp:main"],
-        "console_scripts": ["foodapp-dev = foodapp.dev:main", "foodapp = foodapp.cli:main"],
+        "console_scripts": [
+            "foodapp = foodapp.cli:main",
+            "foodapp-dev = foodapp.dev:main",
+            "foodapp-serve = foodapp.serve:main",
+            "foodapp-rolling-restart = foodapp.rolling:main",
+        ],
     },
 )

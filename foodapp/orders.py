@@ -1,7 +1,7 @@
 """Turning HTTP requests into orders: the item, an optional delay, an idempotency key, menus."""
 import hashlib
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 from foodapp.items import BadItem, check_item
 

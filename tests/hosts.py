@@ -45,9 +45,14 @@ class Host:
         self.conf = self.root / "supervisor" / "production.conf"
         self.conf.write_text(conf)
 
-        self.port = free_port()
+        # The web processes listen on <prefix>0 and <prefix>1 (production: 8080, 8081).
+        prefix = free_port_pair_prefix()
+        conf = conf.replace("--port 808%(process_num)d", f"--port {prefix}%(process_num)d")
+        self.conf.write_text(conf)
+        self.web_ports = [prefix * 10, prefix * 10 + 1]
+        self.port = self.web_ports[0]
         ini = TESTING_INI.read_text()
-        ini = re.sub(r"(?m)^listen = .*$", f"listen = 127.0.0.1:{self.port}", ini)
+        ini = re.sub(r"(?m)^listen = .*$", "listen = 127.0.0.1:6543", ini)
         (self.root / "production.ini").write_text(set_ini(ini, **(settings or {})))
 
         self.workers, self.batch = workers, batch
@@ -63,7 +68,7 @@ class Host:
 
     @property
     def programs(self):
-        return (["web"] + [f"workers:workers_{i:02d}" for i in range(self.workers)]
+        return (["web:web_0", "web:web_1"] + [f"workers:workers_{i:02d}" for i in range(self.workers)]
                 + [f"batch:batch_{i:02d}" for i in range(self.batch)])
 
     def start(self, wait=True):
@@ -139,6 +144,23 @@ class Host:
     def log(self, program):
         path = self.root / "var" / "log" / f"{program.split(':')[-1]}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def free_port_pair_prefix():
+    """A number N such that ports N0 and N1 are both free."""
+    import socket
+
+    for _ in range(200):
+        prefix = free_port() // 10
+        if 1024 <= prefix * 10 and prefix * 10 + 1 < 65536:
+            try:
+                with socket.socket() as a, socket.socket() as b:
+                    a.bind(("127.0.0.1", prefix * 10))
+                    b.bind(("127.0.0.1", prefix * 10 + 1))
+                return prefix
+            except OSError:
+                continue
+    raise RuntimeError("no pair of free ports")
 
 
 def parent_pid(pid):

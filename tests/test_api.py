@@ -1,6 +1,4 @@
 """The API beyond one order: menus (batches), delayed jobs, idempotency keys."""
-import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 

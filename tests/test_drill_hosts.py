@@ -6,7 +6,6 @@ Each test builds it all, loses a host (or cuts one off), and checks that every j
 a 202 is done in the end.
 """
 import re
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,8 @@ import redis
 from foodapp.dev import redis_server_binary
 from tests.hosts import set_ini
 from tests.netns import Network, require_namespaces
-from tests.servers import BIN, ROOT, TESTING_INI, Process, free_port, http, wait_until
+from tests.proxy import FrontProxy, require_haproxy
+from tests.servers import BIN, TESTING_INI, Process, http, wait_until
 
 pytestmark = pytest.mark.drill
 
@@ -34,7 +34,6 @@ class SeedProduction:
         self.sentinels = " ".join(f"{self.addr[h]}:26379" for h in "ABC")
         self.processes = {h: [] for h in "ABC"}
         self.proxy = None
-        self.proxy_port = free_port()
         self.retry_seconds = retry_seconds
 
     def _run(self, host, argv, name, env=None):
@@ -77,14 +76,7 @@ class SeedProduction:
                       f"worker{i}", env)
 
     def _proxy(self):
-        conf = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
-        conf = conf.replace("    log /dev/log local0\n", "")
-        conf = conf.replace("/etc/haproxy/errors/foodapp-503.http", str(ROOT / "deploy" / "haproxy" / "503.http"))
-        conf = conf.replace("bind :80", f"bind 127.0.0.1:{self.proxy_port}")
-        conf = conf.replace("hostA:8080", f"{self.addr['A']}:8080").replace("hostB:8080", f"{self.addr['B']}:8080")
-        path = self.tmp / "haproxy.cfg"
-        path.write_text(conf)
-        self.proxy = Process(["haproxy", "-db", "-f", path], self.tmp / "haproxy.log").start()
+        self.proxy = FrontProxy(self.tmp, {"hostA": f"{self.addr['A']}:8080", "hostB": f"{self.addr['B']}:8080"}).start()
 
     def start(self):
         self._redis("A")
@@ -95,10 +87,9 @@ class SeedProduction:
         wait_until(lambda: self._sentinels_agree(), 30, "the three sentinels to know each other", interval=0.2)
         self._app("A")
         self._app("B")
-        self._proxy()
         for host in "AB":
             wait_until(lambda h=host: self._answers(f"{self.web(h)}/readyz"), 60, f"host {host}'s web app")
-        wait_until(lambda: self._answers(f"{self.proxy_url}/readyz"), 30, "the front proxy")
+        self._proxy()
         return self
 
     def _answers(self, url):
@@ -116,7 +107,7 @@ class SeedProduction:
 
     @property
     def proxy_url(self):
-        return f"http://127.0.0.1:{self.proxy_port}"
+        return self.proxy.url
 
     def web(self, host):
         return f"http://{self.addr[host]}:8080"
@@ -197,8 +188,7 @@ class Load:
 @pytest.fixture
 def seed(tmp_path):
     require_namespaces()
-    if not shutil.which("haproxy"):
-        pytest.skip("the host drills need HAProxy as the front proxy: apt-get install haproxy (make test does, as root)")
+    require_haproxy()
     net = Network()
     production = SeedProduction(tmp_path, net)
     try:

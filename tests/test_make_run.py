@@ -70,6 +70,20 @@ def test_make_run_uses_the_embedded_redis_and_ctrl_c_leaves_no_process(tmp_path,
         assert http("GET", report["status_url"])[2]["result"]["comer"] == {"platano": 1}
         assert "comer" in http("GET", f"{url}/jobs/")[2]
         assert processes_with(str(ini))
+
+        # Development reload: a saved change restarts the web app and the workers by itself.
+        logs = project / "var" / "log"
+        boots = (logs / "workers_00.log").read_text().count("is booting up")
+        for changed in (ROOT / "actors" / "kitchen.py", ROOT / "foodapp" / "views" / "health.py"):
+            os.utime(changed)
+        wait_until(lambda: (logs / "workers_00.log").read_text().count("is booting up") > boots, 60,
+                   "the worker to restart after a change to actors/")
+        wait_until(lambda: "changed; reloading" in (logs / "web.log").read_text(), 60,
+                   "the web app to reload after a change to foodapp/")
+        wait_until(web_ready, 60, "the reloaded web app to be ready", interval=0.2)
+        code, _, body = http("GET", f"{url}/beber/rioja")
+        assert code == 202
+        wait_until(lambda: http("GET", body["status_url"])[2]["state"] == "done", 60, "a job after the reload")
     finally:
         # Ctrl-C in the terminal: SIGINT to the foreground process group.
         run.signal_group(signal.SIGINT)
