@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run test clean system-packages
+.PHONY: help install run test clean system-packages deploy-restart
 
 # Debian packages the failure drills use: HAProxy (the front proxy) and iproute2 (network
 # namespaces for the hosts). Installed when we are root with apt-get; else those drills
@@ -14,6 +14,7 @@ help:
 	@echo "make run    create .venv, install, and run web + workers (+ Redis if none answers) under supervisord"
 	@echo "make test   install what the tests need and run the whole suite"
 	@echo "make clean  remove .venv and var/"
+	@echo "make deploy-restart HAPROXY=host0:9999 HOST=hostA   restart this host's web processes one at a time"
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is needed: install python3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -44,6 +45,16 @@ system-packages:
 
 test: $(VENV)/.installed-testing system-packages
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# On host A or B after installing a new version: each web process is drained in HAProxy,
+# restarted, checked (/readyz) and put back, one at a time; then the workers restart
+# gracefully (each finishes or hands back its jobs). See docs/production.md.
+HAPROXY ?= /run/haproxy/admin.sock
+HOST ?= $(shell hostname)
+deploy-restart: install
+	$(BIN)/foodapp-rolling-restart --haproxy $(HAPROXY) -c supervisor/production.conf \
+	  --server $(HOST)_0=web:web_0=http://$(HOST):8080 --server $(HOST)_1=web:web_1=http://$(HOST):8081
+	$(BIN)/supervisorctl -c supervisor/production.conf restart workers:* batch:*
 
 clean:
 	rm -rf $(VENV) var
