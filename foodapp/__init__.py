@@ -1,5 +1,6 @@
 """foodapp: orders over HTTP become Dramatiq jobs on Redis, run FIFO and never lost."""
 from pyramid.config import Configurator
+from pyramid.csrf import CookieCSRFStoragePolicy
 
 
 def main(global_config, **settings):
@@ -8,6 +9,9 @@ def main(global_config, **settings):
         config.include(".settings")
         config.include(".broker")
         config.include(".routes")
+        config.include(".views.ops")
+        # CSRF tokens for the operations page's forms, kept in a cookie (no session needed).
+        config.set_csrf_storage_policy(CookieCSRFStoragePolicy(httponly=True, samesite="Strict"))
         config.scan(".views")
         app = config.make_wsgi_app()
     from foodapp.dashboard import mount

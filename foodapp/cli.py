@@ -11,11 +11,11 @@ import json
 import os
 import sys
 
-import dramatiq
 import plaster
 import redis
 
 from foodapp import broker as _broker
+from foodapp import deadletters
 from foodapp import settings as _settings
 from foodapp.broker import EnqueueUnavailable
 from foodapp.items import BadItem, check_item
@@ -52,20 +52,11 @@ def show(broker, args):
     return RET_OK
 
 
-def _dead_letters(broker, queue):
-    key = f"{broker.namespace}:{queue}.XQ"
-    ids = broker.client.zrange(key, 0, -1, withscores=True)
-    bodies = broker.client.hmget(f"{key}.msgs", [rid for rid, _ in ids]) if ids else []
-    for (rid, died_at), body in zip(ids, bodies):
-        if body is not None:
-            yield rid, died_at, dramatiq.Message.decode(body)
-
-
 def dead_letters(broker, args):
     queues = [args.queue] if args.queue else sorted(broker.queues)
     letters = []
     for queue in queues:
-        for _, died_at, message in _dead_letters(broker, queue):
+        for _, _, message in deadletters.letters(broker, queue):
             job = broker.jobs.get(message.message_id) or {}
             letters.append({"queue": queue, "job_id": message.message_id, "actor": message.actor_name,
                             "args": list(message.args), "error": job.get("error"), "state": job.get("state")})
@@ -74,19 +65,7 @@ def dead_letters(broker, args):
 
 
 def requeue(broker, args):
-    """Each dead letter goes back to its queue: enqueued first, then removed from the dead
-    letters, so a crash in between leaves a duplicate (run once, the ledger is keyed by job
-    id), never a loss."""
-    key = f"{broker.namespace}:{args.queue}.XQ"
-    count = 0
-    for rid, _, message in _dead_letters(broker, args.queue):
-        broker.enqueue(message.copy(options={"retries": 0, "eta": message.message_timestamp}))
-        with broker.client.pipeline() as pipe:
-            pipe.zrem(key, rid)
-            pipe.hdel(f"{key}.msgs", rid)
-            pipe.execute()
-        count += 1
-    _print({"queue": args.queue, "requeued": count})
+    _print({"queue": args.queue, "requeued": deadletters.requeue_all(broker, args.queue)})
     return RET_OK
 
 

@@ -130,9 +130,12 @@ class JobStore:
         return batch
 
 
+MINUTE_PREFIX = "foodapp:minute:"
+
+
 def outcome(queue, name):
-    """The increment of one outcome counter."""
-    return (STATS, f"{queue}:{name}", 1)
+    """The increments of one outcome: its counter, and this minute's (for the ops page)."""
+    return [(STATS, f"{queue}:{name}", 1), (f"{MINUTE_PREFIX}{int(time.time() // 60)}", f"{queue}:{name}", 1)]
 
 
 def duration(queue, seconds):

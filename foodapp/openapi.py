@@ -62,6 +62,13 @@ def _no_item(queue):
             "post": {**operation, "operationId": f"{queue}_empty_post"}}
 
 
+def _page(operation_id, summary, parameters=(), method="get", responses=None):
+    html = {"description": summary, "content": {"text/html": {"schema": {"type": "string"}}}}
+    return {method: {"operationId": operation_id, "summary": summary, "parameters": list(parameters),
+                     "responses": responses or {"200": html, "401": _error("Log in (production)"),
+                                                "404": {**html, "description": "No such page or job"}}}}
+
+
 def document():
     return {
         "openapi": "3.0.3",
@@ -115,6 +122,23 @@ def document():
                                  "responses": {"200": {"description": "Prometheus text format",
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
                                                **COMMON}}},
+            "/ops": _page("ops", "The operations page (HTML): queues, workers, Redis, audit log"),
+            "/ops/jobs": _page("ops_search", "Open a job's page by its id (HTML)", [
+                {"name": "id", "in": "query", "required": True, "schema": {"type": "string"}}],
+                responses={"303": {"description": "To the job's page"}, "401": _error("Log in (production)"),
+                           "400": {"description": "Not a job id", "content": {"text/html": {"schema": {"type": "string"}}}},
+                           "404": _error("No such route")}),
+            "/ops/jobs/{job_id}": _page("ops_job", "A job's page (HTML): timeline, arguments, result", [
+                {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]),
+            "/ops/queues/{queue}/requeue-dead": _page(
+                "ops_requeue", "Requeue every dead letter of a queue (a form of the operations page)",
+                [{"name": "queue", "in": "path", "required": True, "schema": {"type": "string", "enum": ["comer", "beber", "batch"]}}],
+                method="post",
+                responses={"303": {"description": "Done; back to the operations page"},
+                           "400": _error("The form did not parse"),
+                           "401": _error("Log in (production)"),
+                           "403": _error("The form's CSRF token is missing or wrong"),
+                           "404": _error("No such queue")}),
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                       "responses": {"200": {"description": "OpenAPI 3",
                                                             "content": {"application/json": {"schema": {"type": "object"}}}},

@@ -86,6 +86,9 @@ class Settings:
     reports_martini_limit: int = 2
     dashboard_enabled: bool = True
     dashboard_prefix: str = "/jobs"
+    dashboard_login_required: bool = False
+    dashboard_username: str | None = None
+    dashboard_password_hash: str | None = field(default=None, repr=False)
 
 
 # ini name -> parser (None: a string). The field of Settings is the name with "_" for ".".
@@ -119,6 +122,9 @@ _PARSERS = {
     "reports.martini_limit": _int,
     "dashboard.enabled": _bool,
     "dashboard.prefix": None,
+    "dashboard.login_required": _bool,
+    "dashboard.username": None,
+    "dashboard.password_hash": None,
 }
 
 
@@ -155,6 +161,11 @@ def _check(settings):
         )
     if not settings.dashboard_prefix.startswith("/") or settings.dashboard_prefix.endswith("/"):
         raise SettingsError("setting dashboard.prefix must start with / and not end with one, e.g. /jobs")
+    if settings.dashboard_login_required and not (settings.dashboard_username and settings.dashboard_password_hash):
+        raise SettingsError(
+            "dashboard.login_required is on: set FOODAPP_DASHBOARD_USERNAME and FOODAPP_DASHBOARD_PASSWORD_HASH "
+            "(make the hash with `foodapp hash-password`)"
+        )
     if settings.orders_max_item_length < 1:
         raise SettingsError("setting orders.max_item_length must be at least 1")
 

@@ -33,7 +33,7 @@ class JobStatus(Middleware):
             broker.jobs.transition(
                 message.message_id, "done",
                 event="done", only_from="running", only_worker=broker.broker_id,
-                counts=[jobs.outcome(queue, "done"), *jobs.duration(queue, self._run_time(message))],
+                counts=[*jobs.outcome(queue, "done"), *jobs.duration(queue, self._run_time(message))],
                 finished_at=jobs.now(), result=jobs.encode(result),
             )
         elif message.failed:
@@ -48,7 +48,7 @@ class JobStatus(Middleware):
             broker.jobs.transition(
                 message.message_id, "retrying",
                 event="error", only_from="retrying",
-                counts=[jobs.outcome(queue, "retried"), *jobs.duration(queue, self._run_time(message))],
+                counts=[*jobs.outcome(queue, "retried"), *jobs.duration(queue, self._run_time(message))],
                 error=f"{type(exception).__name__}: {exception}",
             )
 
@@ -60,7 +60,7 @@ class JobStatus(Middleware):
         broker.jobs.transition(
             message.message_id, state,
             event=state, only_from="running", only_worker=broker.broker_id,
-            counts=[jobs.outcome(message.queue_name, state),
+            counts=[*jobs.outcome(message.queue_name, state),
                     *jobs.duration(message.queue_name, self._run_time(message))],
             finished_at=jobs.now(), error=error,
         )

@@ -25,7 +25,11 @@ end
 
 local increments = tonumber(ARGV[5])
 for i = 0, increments - 1 do
-    redis.call("hincrbyfloat", ARGV[6 + i * 3], ARGV[7 + i * 3], ARGV[8 + i * 3])
+    local counter = ARGV[6 + i * 3]
+    redis.call("hincrbyfloat", counter, ARGV[7 + i * 3], ARGV[8 + i * 3])
+    if string.find(counter, ":minute:", 1, true) then
+        redis.call("expire", counter, 7200)  -- per-minute counts: the last two hours
+    end
 end
 redis.call("hset", KEYS[1], unpack(ARGV, 6 + increments * 3))
 redis.call("expire", KEYS[1], ARGV[1])

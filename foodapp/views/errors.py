@@ -2,7 +2,7 @@
 import logging
 
 import redis
-from pyramid.exceptions import URLDecodeError
+from pyramid.exceptions import BadCSRFToken, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 
@@ -29,12 +29,22 @@ def not_found(request):
 @view_config(route_name="readyz")
 @view_config(route_name="metrics")
 @view_config(route_name="openapi")
+@view_config(route_name="ops")
+@view_config(route_name="ops_search")
+@view_config(route_name="ops_job")
+@view_config(route_name="ops_requeue")
 def method_not_allowed(request):
     # Reached only when no view for this route takes the request's method.
-    allowed = {"order": "GET, POST", "reports": "POST", "menu": "POST"}.get(request.matched_route.name, "GET")
+    allowed = {"order": "GET, POST", "reports": "POST", "menu": "POST", "ops_requeue": "POST"}.get(
+        request.matched_route.name, "GET")
     return json_error(
         405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}", Allow=allowed,
     )
+
+
+@exception_view_config(BadCSRFToken)
+def bad_csrf(exc, request):
+    return json_error(403, "bad_csrf_token", "this form was not sent from foodapp's own page: reload the page and try again")
 
 
 @exception_view_config(URLDecodeError)

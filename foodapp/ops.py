@@ -1,0 +1,83 @@
+"""What the operations page shows, read from Redis with O(1) commands per queue and worker
+(no KEYS, no scans of the jobs), so it stays fast with any number of jobs."""
+import json
+import time
+
+import redis
+
+from foodapp import jobs
+from foodapp.replicas import FAILOVERS
+from foodapp.security import audit_log
+from foodapp.topology import topology
+
+
+def queues(broker):
+    ns, client = broker.namespace, broker.client
+    names = sorted(broker.queues)
+    with client.pipeline(transaction=False) as pipe:
+        for queue in names:
+            pipe.llen(f"{ns}:{queue}")
+            pipe.hlen(f"{ns}:{queue}.DQ.msgs")
+            pipe.zcard(f"{ns}:{queue}.XQ")
+        counts = pipe.execute()
+    return [{"name": queue, "queued": counts[i * 3], "delayed": counts[i * 3 + 1], "dead": counts[i * 3 + 2]}
+            for i, queue in enumerate(names)]
+
+
+def workers(broker):
+    """Every worker with a heartbeat record: alive, late, or dead (and what it holds)."""
+    ns, client, timeout = broker.namespace, broker.client, broker.settings.workers_heartbeat_timeout
+    beats = client.zrange(f"{ns}:__heartbeats__", 0, -1, withscores=True)
+    names = sorted(broker.queues | broker.delay_queues)
+    with client.pipeline(transaction=False) as pipe:
+        for worker_id, _ in beats:
+            pipe.hgetall(f"{jobs.WORKER_PREFIX}{worker_id.decode()}")
+            for queue in names:
+                pipe.scard(f"{ns}:__acks__.{worker_id.decode()}.{queue}")
+        replies = pipe.execute()
+    now, found, step = time.time(), [], 1 + len(names)
+    for i, (worker_id, beat_ms) in enumerate(beats):
+        info = {k.decode(): v.decode() for k, v in replies[i * step].items()}
+        held = dict(zip(names, replies[i * step + 1:(i + 1) * step]))
+        silent = now - beat_ms / 1000
+        found.append({
+            "id": worker_id.decode(), "name": info.get("name", worker_id.decode()[:8]), "queues": info.get("queues", ""),
+            "last_heartbeat": jobs.iso(beat_ms / 1000) if beat_ms else None, "silent_seconds": round(silent, 1),
+            "state": "stopped" if not beat_ms else ("dead" if silent > timeout else "alive"),
+            "in_flight": {queue: count for queue, count in held.items() if count},
+        })
+    return found
+
+
+def per_minute(client, minutes=10):
+    """Jobs done, failed, dead and retried in each of the last minutes, per queue."""
+    current = int(time.time() // 60)
+    with client.pipeline(transaction=False) as pipe:
+        for minute in range(current - minutes + 1, current + 1):
+            pipe.hgetall(f"{jobs.MINUTE_PREFIX}{minute}")
+        replies = pipe.execute()
+    rows = []
+    for offset, counts in enumerate(replies):
+        minute = current - minutes + 1 + offset
+        rows.append({"minute": jobs.iso(minute * 60)[11:16],
+                     "counts": {k.decode(): int(float(v)) for k, v in counts.items()}})
+    return rows
+
+
+def overview(broker):
+    settings, client = broker.settings, broker.client
+    try:
+        ready, reason, seen = topology(client, settings, broker.replicas.required())
+    except redis.RedisError as error:
+        ready, reason, seen = False, str(error), {}
+    failovers = sorted((json.loads(v) for v in client.hvals(FAILOVERS)),
+                       key=lambda entry: entry["epoch"], reverse=True)
+    for entry in failovers:
+        entry["at"] = jobs.iso(entry["at"])
+    audit = audit_log(client, 20)
+    for entry in audit:
+        entry["at"] = jobs.iso(entry["at"])
+    return {
+        "queues": queues(broker), "workers": workers(broker), "minutes": per_minute(client),
+        "ready": ready, "reason": reason, "topology": seen, "failovers": failovers, "audit": audit,
+    }

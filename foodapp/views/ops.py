@@ -1,0 +1,79 @@
+"""The operations page (/ops) and a job's page (/ops/jobs/<id>): HTML, escaped, refreshing."""
+import json
+import uuid
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from pyramid.csrf import check_csrf_origin, check_csrf_token, get_csrf_token
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from foodapp import deadletters
+from foodapp.ops import overview
+from foodapp.security import audit
+from foodapp.views import json_error
+
+_templates = Environment(loader=PackageLoader("foodapp", "templates"), autoescape=select_autoescape(["html"]))
+
+
+def render(request, template, status=200, **context):
+    html = _templates.get_template(template).render(dashboard=request.registry.foodapp.dashboard_prefix, **context)
+    return Response(html, status=status, content_type="text/html", charset="utf-8")
+
+
+def message(request, status, title, text):
+    return render(request, "message.html", status=status, title=title, text=text)
+
+
+@view_config(route_name="ops", request_method="GET")
+def ops(request):
+    return render(request, "ops.html", title="Operations", refresh=5, csrf_token=get_csrf_token(request),
+                  **overview(request.broker))
+
+
+@view_config(route_name="ops_search", request_method="GET")
+def search(request):
+    job_id = request.GET.get("id", "").strip()
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return message(request, 400, "Not a job id", f"{job_id!r} is not a job id: job ids are UUIDs, as the 202 gave.")
+    return HTTPSeeOther(request.route_url("ops_job", job_id=job_id))
+
+
+@view_config(route_name="ops_job", request_method="GET")
+def job_page(request):
+    job_id = request.matchdict["job_id"]
+    job = None
+    try:
+        uuid.UUID(job_id)
+        job = request.broker.jobs.get(job_id)
+    except ValueError:
+        pass
+    if job is None:
+        return message(request, 404, "No such job", f"No job {job_id}: unknown, or its status expired (kept 24 h).")
+    return render(request, "job.html", title=f"Job {job_id}", refresh=5 if job["state"] not in ("done", "dead", "failed") else None,
+                  job=job, result_json=json.dumps(job.get("result"), indent=2, ensure_ascii=False),
+                  status_url=request.route_url("job", job_id=job_id))
+
+
+@view_config(route_name="ops_requeue", request_method="POST")
+def requeue_dead(request):
+    try:
+        check_csrf_origin(request)
+        check_csrf_token(request)
+    except ValueError:  # the body does not parse as a form (multipart with no boundary, say)
+        return json_error(400, "bad_form", "send the operations page's form as it is: it did not parse")
+    queue = request.matchdict["queue"]
+    if queue not in request.broker.queues:
+        return message(request, 404, "No such queue", f"There is no queue {queue!r}.")
+    count = deadletters.requeue_all(request.broker, queue)
+    audit(request.broker.client, request.environ, "requeue all dead letters", queue=queue, count=count)
+    return HTTPSeeOther(request.route_url("ops"))
+
+
+def includeme(config):
+    config.add_route("ops", "/ops")
+    config.add_route("ops_search", "/ops/jobs")
+    config.add_route("ops_job", "/ops/jobs/{job_id}")
+    config.add_route("ops_requeue", "/ops/queues/{queue}/requeue-dead")
