@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: help install run test clean system-packages deploy-restart
 
-# Debian packages the failure drills use: HAProxy (the front proxy) and iproute2 (network
-# namespaces for the hosts). Installed when we are root with apt-get; else those drills
-# are skipped with a message naming what to install.
-SYSTEM_PACKAGES := haproxy:haproxy ip:iproute2
+# Debian packages some tests use: HAProxy (the front proxy), iproute2 (network namespaces
+# for the hosts), Chromium (the browser tests, driven by Playwright; never a downloaded
+# browser). Installed when we are root with apt-get; else those tests are skipped with a
+# message naming what to install.
+SYSTEM_PACKAGES := haproxy:haproxy ip:iproute2 chromium:chromium
 
 help:
 	@echo "make run    create .venv, install, and run web + workers (+ Redis if none answers) under supervisord"
@@ -40,7 +41,7 @@ system-packages:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
-	  else echo "note: the host drills need$$missing (apt-get install$$missing); without them they are skipped"; fi; \
+	  else echo "note: some tests need$$missing (apt-get install$$missing); without them they are skipped"; fi; \
 	fi
 
 test: $(VENV)/.installed-testing system-packages

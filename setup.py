@@ -20,6 +20,7 @@ tests_require = [
     "webtest>=3",
     "hypothesis>=6.100",
     "schemathesis>=4,<5",
+    "playwright>=1.40",
 ]
 
 setup(

@@ -5,8 +5,10 @@
     foodapp dead-letters [comer]
     foodapp requeue comer            (every dead letter of the queue goes back to it)
     foodapp stats
+    echo 'the password' | foodapp hash-password     (for FOODAPP_DASHBOARD_PASSWORD_HASH)
 """
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -19,6 +21,7 @@ from foodapp import deadletters
 from foodapp import settings as _settings
 from foodapp.broker import EnqueueUnavailable
 from foodapp.items import BadItem, check_item
+from foodapp.security import hash_password
 
 RET_OK, RET_USAGE, RET_NOT_FOUND, RET_UNAVAILABLE = 0, 2, 3, 4
 
@@ -86,6 +89,16 @@ def stats(broker, args):
     return RET_OK
 
 
+def hash_password_command(args):
+    """Print the scrypt hash of a password read from standard input (or asked for)."""
+    password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("Password: ")
+    if not password:
+        print("foodapp: an empty password would let anybody in; give one", file=sys.stderr)
+        return RET_USAGE
+    print(hash_password(password))
+    return RET_OK
+
+
 def parser():
     root = argparse.ArgumentParser(prog="foodapp", description="Operate foodapp's queues from the command line.")
     root.add_argument("-c", "--config", default=os.environ.get("FOODAPP_INI", "development.ini"),
@@ -107,11 +120,15 @@ def parser():
     back.set_defaults(run=requeue)
     counts = commands.add_parser("stats", help="queue depths, dead letters and outcomes")
     counts.set_defaults(run=stats)
+    secret = commands.add_parser("hash-password", help="the value for FOODAPP_DASHBOARD_PASSWORD_HASH")
+    secret.set_defaults(run=None)
     return root
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.command == "hash-password":
+        return hash_password_command(args)
     if not os.path.exists(args.config):
         print(f"foodapp: no ini file {args.config}: pass -c <file> or set FOODAPP_INI", file=sys.stderr)
         return RET_USAGE

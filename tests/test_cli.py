@@ -57,3 +57,14 @@ def test_dead_letters_are_listed_and_requeued(app, broker, worker, redis_server)
 def test_redis_down_is_a_clear_error():
     code, _, error = foodapp(f"redis://127.0.0.1:{free_port()}/0", "stats")
     assert code == 4 and "Redis did not answer" in error
+
+
+def test_hash_password_makes_a_hash_the_login_accepts():
+    from foodapp.security import check_password
+
+    result = subprocess.run([BIN / "foodapp", "hash-password"], input="cocina secreta\n", capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0
+    stored = result.stdout.strip()
+    assert stored.startswith("scrypt$") and check_password("cocina secreta", stored)
+    assert not check_password("otra", stored)
