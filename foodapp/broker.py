@@ -101,7 +101,6 @@ def make_client(settings):
             **options,
         )
         client = sentinel.master_for(settings.redis_master_name)
-        client.sentinel = sentinel
         return client
     return redis.Redis.from_url(settings.redis_url, **options)
 

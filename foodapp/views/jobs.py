@@ -1,4 +1,4 @@
-"""The status API: GET /api/jobs/<job_id>."""
+"""The status API: GET /api/jobs/<job_id> and GET /api/batches/<batch_id>."""
 import uuid
 
 from pyramid.view import view_config
@@ -6,12 +6,18 @@ from pyramid.view import view_config
 from foodapp.views import json_error, json_response
 
 
+def is_uuid(value):
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 @view_config(route_name="job", request_method="GET")
 def job_status(request):
     job_id = request.matchdict["job_id"]
-    try:
-        uuid.UUID(job_id)
-    except ValueError:
+    if not is_uuid(job_id):
         return json_error(400, "bad_job_id", f"{job_id!r} is not a job id; job ids are UUIDs, as returned by the 202")
     job = request.broker.jobs.get(job_id)
     if job is None:
@@ -26,9 +32,7 @@ def job_status(request):
 @view_config(route_name="batch", request_method="GET")
 def batch_status(request):
     batch_id = request.matchdict["batch_id"]
-    try:
-        uuid.UUID(batch_id)
-    except ValueError:
+    if not is_uuid(batch_id):
         return json_error(400, "bad_batch_id", f"{batch_id!r} is not a batch id; batch ids are UUIDs, as returned by POST /menu")
     batch = request.broker.jobs.batch(batch_id)
     if batch is None:

@@ -1,6 +1,5 @@
 """The operations page (/ops) and a job's page (/ops/jobs/<id>): HTML, escaped, refreshing."""
 import json
-import uuid
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pyramid.csrf import check_csrf_origin, check_csrf_token, get_csrf_token
@@ -12,6 +11,7 @@ from foodapp import deadletters
 from foodapp.ops import overview
 from foodapp.security import audit
 from foodapp.views import json_error
+from foodapp.views.jobs import is_uuid
 
 _templates = Environment(loader=PackageLoader("foodapp", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -34,9 +34,7 @@ def ops(request):
 @view_config(route_name="ops_search", request_method="GET")
 def search(request):
     job_id = request.GET.get("id", "").strip()
-    try:
-        uuid.UUID(job_id)
-    except ValueError:
+    if not is_uuid(job_id):
         return message(request, 400, "Not a job id", f"{job_id!r} is not a job id: job ids are UUIDs, as the 202 gave.")
     return HTTPSeeOther(request.route_url("ops_job", job_id=job_id))
 
@@ -44,12 +42,7 @@ def search(request):
 @view_config(route_name="ops_job", request_method="GET")
 def job_page(request):
     job_id = request.matchdict["job_id"]
-    job = None
-    try:
-        uuid.UUID(job_id)
-        job = request.broker.jobs.get(job_id)
-    except ValueError:
-        pass
+    job = request.broker.jobs.get(job_id) if is_uuid(job_id) else None
     if job is None:
         return message(request, 404, "No such job", f"No job {job_id}: unknown, or its status expired (kept 24 h).")
     return render(request, "job.html", title=f"Job {job_id}", refresh=5 if job["state"] not in ("done", "dead", "failed") else None,
