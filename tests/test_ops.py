@@ -135,3 +135,13 @@ def test_the_dashboards_own_actions_are_audited(app, broker, worker, redis_clien
     app.post("/jobs/requeue-message", {"__dd_csrf": token, "queue": "comer.XQ", "id": rid}, status=302)
     audit = redis_client.lrange("foodapp:audit", 0, -1)
     assert any('"dashboard requeue"' in entry and message.message_id in entry for entry in audit), audit
+
+
+def test_a_cross_site_post_to_the_dashboards_actions_is_refused(app, broker, worker, redis_client):
+    dead_letter(broker, worker, "cemento")
+    rid = redis_client.zrange("dramatiq:comer.XQ", 0, -1)[0]
+    # What a page on another site can send: the form fields, but not the token it cannot read.
+    app.post("/jobs/delete-message", {"queue": "comer.XQ", "id": rid}, status=403)
+    app.post("/jobs/requeue-message", {"__dd_csrf": "guess", "queue": "comer.XQ", "id": rid}, status=403)
+    assert redis_client.zcard("dramatiq:comer.XQ") == 1
+    assert redis_client.llen("foodapp:audit") == 0

@@ -8,6 +8,7 @@ import time
 
 import dramatiq
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import make_app
 from tests.hosts import Host
@@ -113,6 +114,10 @@ def test_a_job_that_kills_its_worker_is_dead_lettered_after_max_crashes(tmp_path
         assert client.zcard("dramatiq:comer.XQ") == 1 and client.llen("dramatiq:comer") == 0
         page = http("GET", f"{host.url}/jobs/queues/comer/failed")[2]
         assert "seta venenosa" in page
+        outcomes = {(s.labels["queue"], s.labels["outcome"]): s.value
+                    for family in text_string_to_metric_families(http("GET", f"{host.url}/metrics")[2])
+                    for s in family.samples if s.name == "foodapp_jobs_total"}
+        assert outcomes[("comer", "crashed")] == 3 and outcomes[("comer", "dead")] == 1
 
         # The workers are back and still take ordinary jobs.
         job_id = order(host.url, "comer", "pan")
