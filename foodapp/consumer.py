@@ -59,6 +59,10 @@ class FifoConsumer(_RedisConsumer):
     """Dramatiq's Redis consumer, yielding FifoMessageProxy objects, keeping Holdings."""
 
     @property
+    def wake_key(self):
+        return f"{self.broker.namespace}:{self.queue_name}.wake"
+
+    @property
     def _held(self):
         return self.broker.holdings.held(self.queue_name)
 
@@ -103,11 +107,18 @@ class FifoConsumer(_RedisConsumer):
                 if self.outstanding_message_count < self.prefetch:
                     self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
                 if not self.message_cache:
-                    # Nothing to do: poll again after a backoff that grows up to the idle
-                    # timeout, as Dramatiq does.
-                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                    time.sleep(backoff_ms / 1000)
-                    return None
+                    if self.queue_name.endswith(".DQ"):
+                        # Delayed messages: poll with Dramatiq's backoff (up to the idle
+                        # timeout); they are due by the clock, not by a wake-up.
+                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                        time.sleep(backoff_ms / 1000)
+                        return None
+                    # Nothing to do: block until an enqueue wakes us (enqueue.lua pushes a
+                    # token per job) or the idle timeout passes, instead of Dramatiq's
+                    # sleep-and-poll, which makes a job wait up to a second for an idle worker.
+                    woken = self.broker.client.blpop([self.wake_key], timeout=self.timeout / 1000)
+                    if woken is None:
+                        return None
         except redis.ConnectionError as error:
             raise ConnectionClosed(error) from None
 

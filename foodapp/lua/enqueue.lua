@@ -45,6 +45,11 @@ for i = 0, count - 1 do
     if redis.call("hexists", messages, rid) == 0 then
         redis.call("hset", messages, rid, data)
         redis.call("rpush", queue, rid)
+        if string.sub(queue, -3) ~= ".DQ" then
+            -- Wake one idle consumer of this queue (see FifoConsumer): a hint, bounded.
+            redis.call("rpush", queue .. ".wake", 1)
+            redis.call("ltrim", queue .. ".wake", -100, -1)
+        end
         redis.call("hset", status, unpack(ARGV, a + 4, a + 3 + nfields))
         redis.call("expire", status, ttl)
         redis.call("rpush", events, event)

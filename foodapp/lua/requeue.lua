@@ -10,4 +10,8 @@ for i = #ARGV, 1, -1 do
         requeued = requeued + 1
     end
 end
+if requeued > 0 then
+    redis.call("rpush", KEYS[2] .. ".wake", 1)
+    redis.call("ltrim", KEYS[2] .. ".wake", -100, -1)
+end
 return requeued
