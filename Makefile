@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run test clean system-packages deploy-restart
+.PHONY: help install run test clean system-packages deploy-restart bench
 
 # Debian packages some tests use: HAProxy (the front proxy), iproute2 (network namespaces
 # for the hosts), Chromium (the browser tests, driven by Playwright; never a downloaded
@@ -14,6 +14,7 @@ SYSTEM_PACKAGES := haproxy:haproxy ip:iproute2 chromium:chromium
 help:
 	@echo "make run    create .venv, install, and run web + workers (+ Redis if none answers) under supervisord"
 	@echo "make test   install what the tests need and run the whole suite"
+	@echo "make bench  foodapp against baselines measured in the same run (ratios)"
 	@echo "make clean  remove .venv and var/"
 	@echo "make deploy-restart HAPROXY=host0:9999 HOST=hostA   restart this host's web processes one at a time"
 
@@ -56,6 +57,11 @@ deploy-restart: install
 	$(BIN)/foodapp-rolling-restart --haproxy $(HAPROXY) -c supervisor/production.conf \
 	  --server $(HOST)_0=web:web_0=http://$(HOST):8080 --server $(HOST)_1=web:web_1=http://$(HOST):8081
 	$(BIN)/supervisorctl -c supervisor/production.conf restart workers:* batch:*
+
+# foodapp against baselines measured in the same run; prints ratios, writes
+# bench/results/latest.json and docs/bench.md. A few minutes.
+bench: $(VENV)/.installed-testing
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) var

@@ -1,10 +1,12 @@
 """foodapp: orders over HTTP become Dramatiq jobs on Redis, run FIFO and never lost."""
-from pyramid.config import Configurator
-from pyramid.csrf import CookieCSRFStoragePolicy
 
 
 def main(global_config, **settings):
     """The WSGI application: the Pyramid app, with dramatiq-dashboard mounted in front."""
+    # Imported here, not at the top: the workers import foodapp too, and need no Pyramid.
+    from pyramid.config import Configurator
+    from pyramid.csrf import CookieCSRFStoragePolicy
+
     with Configurator(settings=settings) as config:
         config.include(".settings")
         config.include(".broker")

@@ -104,20 +104,23 @@ class FifoConsumer(_RedisConsumer):
                     self.queued_message_ids.add(message.message_id)
                     return FifoMessageProxy(message)
 
-                if self.outstanding_message_count < self.prefetch:
-                    self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
+                if self.outstanding_message_count >= self.prefetch or self.queue_name.endswith(".DQ"):
+                    if self.outstanding_message_count < self.prefetch:
+                        self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
+                        if self.message_cache:
+                            continue
+                    # Prefetch full (the worker threads are busy), or delayed messages (due
+                    # by the clock): poll with Dramatiq's backoff, up to the idle timeout.
+                    self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
+                    time.sleep(backoff_ms / 1000)
+                    return None
+
+                self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
                 if not self.message_cache:
-                    if self.queue_name.endswith(".DQ"):
-                        # Delayed messages: poll with Dramatiq's backoff (up to the idle
-                        # timeout); they are due by the clock, not by a wake-up.
-                        self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
-                        time.sleep(backoff_ms / 1000)
-                        return None
-                    # Nothing to do: block until an enqueue wakes us (enqueue.lua pushes a
-                    # token per job) or the idle timeout passes, instead of Dramatiq's
+                    # The queue is empty: block until an enqueue wakes us (enqueue.lua pushes
+                    # a token per job) or the idle timeout passes, instead of Dramatiq's
                     # sleep-and-poll, which makes a job wait up to a second for an idle worker.
-                    woken = self.broker.client.blpop([self.wake_key], timeout=self.timeout / 1000)
-                    if woken is None:
+                    if self.broker.client.blpop([self.wake_key], timeout=self.timeout / 1000) is None:
                         return None
         except redis.ConnectionError as error:
             raise ConnectionClosed(error) from None

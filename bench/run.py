@@ -1,0 +1,241 @@
+"""`make bench`: foodapp against baselines measured in the same run, as ratios.
+
+Every figure runs foodapp and its baseline back to back, on private redis-servers started
+here, the same cores, the same settings; all traffic goes to 127.0.0.1. The table is
+printed, written to bench/results/latest.json with the machine's description, and into
+docs/bench.md. Bounded: each measurement has a count and a deadline.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dramatiq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import BIN, TESTING_INI, Process, RedisServer, free_port, http, wait_until  # noqa: E402
+
+DRAIN_JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", 20000))
+LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", 200))
+HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", 8))
+THREADS = 4
+
+
+def ini_for(tmp, port, app_use="egg:foodapp"):
+    text = TESTING_INI.read_text().replace("use = egg:foodapp", f"use = {app_use}")
+    text = re.sub(r"(?m)^listen = .*$", f"listen = 127.0.0.1:{port}", text)
+    text = re.sub(r"(?m)^kitchen.preparation_seconds = .*$", "kitchen.preparation_seconds = 0", text)
+    path = Path(tmp) / f"bench-{port}.ini"
+    path.write_text(text)
+    return path
+
+
+def worker(tmp, kind, redis_url, threads=1):
+    env = {"BENCH_REDIS_URL": redis_url, "FOODAPP_REDIS_URL": redis_url, "FOODAPP_INI": str(TESTING_INI),
+           "PYTHONPATH": str(ROOT)}
+    modules = ["bench.plain_broker"] if kind == "plain" else ["foodapp.worker", "bench.foodapp_actors"]
+    return Process([BIN / "dramatiq", *modules, "--processes", "1", "--threads", threads, "--queues", "bench"],
+                   Path(tmp) / f"worker-{kind}.log", env=env).start()
+
+
+def broker_for(kind, redis_url):
+    os.environ["BENCH_REDIS_URL"] = os.environ["FOODAPP_REDIS_URL"] = redis_url
+    if kind == "plain":
+        import importlib
+
+        import bench.plain_broker as module
+        return importlib.reload(module).broker
+    from foodapp import broker as food
+    from foodapp.settings import from_ini
+    import plaster
+    b = food.configure(from_ini(plaster.get_settings(str(TESTING_INI), "app:main")))
+    import bench.probes as probes
+    probes.declare(b)
+    return b
+
+
+def rss_kb(process):
+    """RSS of the Dramatiq worker process (the child of the command's main process)."""
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    total = 0
+    for pid in children or [str(process.pid)]:
+        try:
+            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def drain(tmp, kind):
+    with tempfile.TemporaryDirectory(dir=tmp) as here:
+        server = RedisServer(here).start()
+        try:
+            broker = broker_for(kind, server.url)
+            actor = broker.get_actor("noop")
+            for _ in range(DRAIN_JOBS):
+                broker.enqueue(actor.message())
+            client = server.client()
+            process = worker(here, kind, server.url, threads=THREADS)
+            # From the first job taken (not the worker's start-up) to the last one acknowledged.
+            wait_until(lambda: client.llen("dramatiq:bench") < DRAIN_JOBS, 60, f"the {kind} worker to start",
+                       interval=0.001)
+            started = time.monotonic()
+            wait_until(lambda: client.llen("dramatiq:bench") == 0 and client.hlen("dramatiq:bench.msgs") == 0,
+                       300, f"{kind} to drain {DRAIN_JOBS} jobs", interval=0.02)
+            seconds = time.monotonic() - started
+            rss = rss_kb(process)
+            process.stop()
+            return DRAIN_JOBS / seconds, rss
+        finally:
+            server.stop()
+
+
+def latency(tmp, kind):
+    """Enqueue -> start on an idle worker: one job at a time, after a pause."""
+    with tempfile.TemporaryDirectory(dir=tmp) as here:
+        server = RedisServer(here).start()
+        try:
+            broker = broker_for(kind, server.url)
+            process = worker(here, kind, server.url)
+            client = server.client()
+            probe = broker.get_actor("probe")
+            probe.send(time.time())  # warm up: the worker is up once this one ran
+            wait_until(lambda: client.llen("bench:latency") == 1, 60, f"the {kind} worker to start")
+            client.delete("bench:latency")
+            for i in range(LATENCY_SAMPLES):
+                time.sleep(0.02 if i % 10 else 1.2)  # idle gaps; every tenth long enough to back off fully
+                probe.send(time.time())
+                wait_until(lambda: client.llen("bench:latency") > i, 10, "the probe to run", interval=0.0005)
+            process.stop()
+            values = sorted(float(v) * 1000 for v in client.lrange("bench:latency", 0, -1))
+            return statistics.median(values), values[int(len(values) * 0.99) - 1], values[-1]
+        finally:
+            server.stop()
+
+
+def http_load(url, seconds, threads=THREADS):
+    latencies, lock, stop = [], threading.Lock(), time.monotonic() + seconds
+
+    def loop(n):
+        i = 0
+        while time.monotonic() < stop:
+            i += 1
+            began = time.monotonic()
+            status, _, _ = http("GET", f"{url}/comer/plato{n}-{i}", timeout=10)
+            assert status == 202, status
+            with lock:
+                latencies.append(time.monotonic() - began)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(loop, range(threads)))
+    ordered = sorted(latencies)
+    return len(ordered) / seconds, ordered[int(len(ordered) * 0.99) - 1] * 1000
+
+
+def http_enqueue(tmp, app_use):
+    with tempfile.TemporaryDirectory(dir=tmp) as here:
+        server = RedisServer(here).start()
+        port = free_port()
+        web = Process([BIN / "pserve", ini_for(here, port, app_use)], Path(here) / "web.log",
+                      env={"FOODAPP_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}).start()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _answers(url), 30, "the web app")
+            http_load(url, 1)  # warm up
+            return http_load(url, HTTP_SECONDS)
+        finally:
+            web.stop()
+            server.stop()
+
+
+def _answers(url):
+    try:
+        return http("GET", f"{url}/comer/warm", timeout=1)[0] == 202
+    except OSError:
+        return False
+
+
+def batch_enqueue(tmp):
+    with tempfile.TemporaryDirectory(dir=tmp) as here:
+        server = RedisServer(here).start()
+        port = free_port()
+        web = Process([BIN / "pserve", ini_for(here, port)], Path(here) / "web.log",
+                      env={"FOODAPP_REDIS_URL": server.url}).start()
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _answers(url), 30, "the web app")
+            menu = json.dumps([{"comer": f"plato{i}"} for i in range(100)]).encode()
+            requests, began = 200, time.monotonic()
+            for _ in range(requests):
+                status, _, _ = http("POST", f"{url}/menu", headers={"Content-Type": "application/json"}, body=menu)
+                assert status == 202
+            ours = requests * 100 / (time.monotonic() - began)
+            out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-t", "lpush", "-c", "1", "-n", "20000", "-q"],
+                                 capture_output=True, text=True, timeout=120).stdout
+            baseline = float(re.search(r"LPUSH[^:]*:\s*([\d.]+)", out).group(1))
+            return ours, baseline
+        finally:
+            web.stop()
+            server.stop()
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="foodapp-bench-")
+    rows = []
+    began = time.monotonic()
+    try:
+        food_rps, food_p99 = http_enqueue(tmp, "egg:foodapp")
+        bare_rps, bare_p99 = http_enqueue(tmp, "call:bench.bare_app:main")
+        rows.append(("HTTP enqueue /comer/x, req/s (4 clients)", food_rps, "bare Pyramid JSON view", bare_rps,
+                     food_rps / bare_rps, ">= 0.80"))
+        rows.append(("HTTP enqueue p99, ms", food_p99, "bare Pyramid JSON view", bare_p99, bare_p99 / food_p99,
+                     "(ratio: baseline/foodapp)"))
+        food_jobs, food_rss = drain(tmp, "foodapp")
+        plain_jobs, plain_rss = drain(tmp, "plain")
+        rows.append((f"worker drain of {DRAIN_JOBS} no-op jobs, jobs/s ({THREADS} threads)", food_jobs,
+                     "plain Dramatiq worker", plain_jobs, food_jobs / plain_jobs, ">= 1.0"))
+        rows.append(("worker RSS after the drain, MB", food_rss / 1024, "plain Dramatiq worker", plain_rss / 1024,
+                     food_rss / plain_rss, "<= 1.2"))
+        batch_jobs, lpush = batch_enqueue(tmp)
+        rows.append(("batch enqueue (POST /menu, 100 items), jobs/s", batch_jobs,
+                     "redis-benchmark lpush -c 1, ops/s", lpush, batch_jobs / lpush, ">= 3"))
+        food_lat = latency(tmp, "foodapp")
+        plain_lat = latency(tmp, "plain")
+        for name, ours, theirs, target in zip(("p50", "p99", "max"), food_lat, plain_lat,
+                                              ("<= 1 ms", "<= 5 ms", "<= 25 ms")):
+            rows.append((f"enqueue -> start on an idle worker, {name}, ms", ours, "plain Dramatiq", theirs,
+                         theirs / ours if ours else float("inf"), f"{target} (ratio: baseline/foodapp)"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    table = ["| figure | foodapp | baseline | baseline value | ratio | target |", "|---|---|---|---|---|---|"]
+    table += [f"| {name} | {ours:.2f} | {base} | {theirs:.2f} | {ratio:.2f} | {target} |"
+              for name, ours, base, theirs, ratio, target in rows]
+    print("\n".join(table))
+    machine = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+               "processor": platform.processor(), "seconds": round(time.monotonic() - began, 1)}
+    results = ROOT / "bench" / "results"
+    results.mkdir(exist_ok=True)
+    (results / "latest.json").write_text(json.dumps(
+        {"machine": machine, "rows": [dict(zip(("figure", "foodapp", "baseline", "baseline_value", "ratio", "target"), r))
+                                      for r in rows]}, indent=2))
+    doc = ROOT / "docs" / "bench.md"
+    text = doc.read_text()
+    start, end = text.index("<!-- table -->"), text.index("<!-- /table -->")
+    doc.write_text(text[:start] + "<!-- table -->\n" + "\n".join(table) +
+                   f"\n\nMeasured on {machine['platform']}, {machine['cpus']} cores, Python {machine['python']}, "
+                   f"in {machine['seconds']} s.\n" + text[end:])
+
+
+if __name__ == "__main__":
+    main()
