@@ -86,16 +86,17 @@ def drain(tmp, kind):
                 broker.enqueue(actor.message())
             client = server.client()
             process = worker(here, kind, server.url, threads=THREADS)
-            # From the first job taken (not the worker's start-up) to the last one acknowledged.
-            wait_until(lambda: client.llen("dramatiq:bench") < DRAIN_JOBS, 60, f"the {kind} worker to start",
-                       interval=0.001)
-            started = time.monotonic()
-            wait_until(lambda: client.llen("dramatiq:bench") == 0 and client.hlen("dramatiq:bench.msgs") == 0,
-                       300, f"{kind} to drain {DRAIN_JOBS} jobs", interval=0.02)
-            seconds = time.monotonic() - started
-            rss = rss_kb(process)
-            process.stop()
-            return DRAIN_JOBS / seconds, rss
+            try:
+                # From the first job taken (not the worker's start-up) to the last one acknowledged.
+                wait_until(lambda: client.llen("dramatiq:bench") < DRAIN_JOBS, 60, f"the {kind} worker to start",
+                           interval=0.001)
+                started = time.monotonic()
+                wait_until(lambda: client.llen("dramatiq:bench") == 0 and client.hlen("dramatiq:bench.msgs") == 0,
+                           300, f"{kind} to drain {DRAIN_JOBS} jobs", interval=0.02)
+                seconds = time.monotonic() - started
+                return DRAIN_JOBS / seconds, rss_kb(process)
+            finally:
+                process.stop()
         finally:
             server.stop()
 
@@ -107,16 +108,18 @@ def latency(tmp, kind):
         try:
             broker = broker_for(kind, server.url)
             process = worker(here, kind, server.url)
-            client = server.client()
-            probe = broker.get_actor("probe")
-            probe.send(time.time())  # warm up: the worker is up once this one ran
-            wait_until(lambda: client.llen("bench:latency") == 1, 60, f"the {kind} worker to start")
-            client.delete("bench:latency")
-            for i in range(LATENCY_SAMPLES):
-                time.sleep(0.02 if i % 10 else 1.2)  # idle gaps; every tenth long enough to back off fully
-                probe.send(time.time())
-                wait_until(lambda: client.llen("bench:latency") > i, 10, "the probe to run", interval=0.0005)
-            process.stop()
+            try:
+                client = server.client()
+                probe = broker.get_actor("probe")
+                probe.send(time.time())  # warm up: the worker is up once this one ran
+                wait_until(lambda: client.llen("bench:latency") == 1, 60, f"the {kind} worker to start")
+                client.delete("bench:latency")
+                for i in range(LATENCY_SAMPLES):
+                    time.sleep(0.02 if i % 10 else 1.2)  # idle gaps; every tenth long enough to back off fully
+                    probe.send(time.time())
+                    wait_until(lambda: client.llen("bench:latency") > i, 10, "the probe to run", interval=0.0005)
+            finally:
+                process.stop()
             values = sorted(float(v) * 1000 for v in client.lrange("bench:latency", 0, -1))
             return statistics.median(values), values[int(len(values) * 0.99) - 1], values[-1]
         finally:
