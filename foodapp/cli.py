@@ -17,7 +17,7 @@ import plaster
 import redis
 
 from foodapp import broker as _broker
-from foodapp import deadletters
+from foodapp import deadletters, jobs, ops
 from foodapp import settings as _settings
 from foodapp.broker import EnqueueUnavailable
 from foodapp.items import BadItem, check_item
@@ -73,19 +73,12 @@ def requeue(broker, args):
 
 
 def stats(broker, args):
-    client, ns = broker.client, broker.namespace
-    queues = {}
-    for queue in sorted(broker.queues):
-        queues[queue] = {
-            "queued": client.llen(f"{ns}:{queue}"),
-            "delayed": client.hlen(f"{ns}:{queue}.DQ.msgs"),
-            "dead": client.zcard(f"{ns}:{queue}.XQ"),
-        }
-    counted = {k.decode(): int(float(v)) for k, v in client.hgetall("foodapp:stats").items()}
-    for field, count in counted.items():
-        queue, _, outcome = field.partition(":")
-        queues.setdefault(queue, {})[outcome] = count
-    _print({"queues": queues, "workers": client.zcard(f"{ns}:__heartbeats__")})
+    client = broker.client
+    queues = {queue.pop("name"): queue for queue in ops.queues(broker)}
+    for field, count in client.hgetall(jobs.STATS).items():
+        queue, _, outcome = field.decode().partition(":")
+        queues.setdefault(queue, {})[outcome] = int(float(count))
+    _print({"queues": queues, "workers": client.zcard(f"{broker.namespace}:__heartbeats__")})
     return RET_OK
 
 
