@@ -58,6 +58,11 @@ class Holdings:
 class FifoConsumer(_RedisConsumer):
     """Dramatiq's Redis consumer, yielding FifoMessageProxy objects, keeping Holdings."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Set whenever a worker thread is done with a message: room to prefetch another.
+        self._acked = threading.Event()
+
     @property
     def wake_key(self):
         return f"{self.broker.namespace}:{self.queue_name}.wake"
@@ -67,12 +72,27 @@ class FifoConsumer(_RedisConsumer):
         return self.broker.holdings.held(self.queue_name)
 
     def ack(self, message):
-        super().ack(message)
+        change = getattr(message, "_foodapp_done", None)
+        if change is None:
+            super().ack(message)
+        else:
+            # The job succeeded: ack it and record it done in one call (see JobStatus).
+            rid = message.options["redis_message_id"]
+            queue = f"{self.broker.namespace}:{self.queue_name}"
+            try:
+                self.broker.jobs.finish(f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}",
+                                        f"{queue}.msgs", rid, change)
+            except redis.ConnectionError as error:
+                raise ConnectionClosed(error) from None
+            finally:
+                self.queued_message_ids.discard(message.message_id)
         self._held.discard(message.options["redis_message_id"])
+        self._acked.set()
 
     def nack(self, message):
         super().nack(message)
         self._held.discard(message.options["redis_message_id"])
+        self._acked.set()
 
     def requeue(self, messages):
         messages = sorted(messages, key=lambda message: getattr(message, "_fetched", 0))
@@ -104,13 +124,20 @@ class FifoConsumer(_RedisConsumer):
                     self.queued_message_ids.add(message.message_id)
                     return FifoMessageProxy(message)
 
-                if self.outstanding_message_count >= self.prefetch or self.queue_name.endswith(".DQ"):
-                    if self.outstanding_message_count < self.prefetch:
-                        self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
-                        if self.message_cache:
-                            continue
-                    # Prefetch full (the worker threads are busy), or delayed messages (due
-                    # by the clock): poll with Dramatiq's backoff, up to the idle timeout.
+                if self.outstanding_message_count >= self.prefetch:
+                    # The worker threads are busy: wait until one of them is done with a
+                    # message (ack or nack), not Dramatiq's sleep with a growing backoff,
+                    # which leaves threads idle while the queue is full.
+                    self._acked.clear()
+                    if self.outstanding_message_count >= self.prefetch:
+                        self._acked.wait(self.timeout / 1000)
+                    return None
+
+                if self.queue_name.endswith(".DQ"):
+                    self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
+                    if self.message_cache:
+                        continue
+                    # Delayed messages are due by the clock: poll with Dramatiq's backoff.
                     self.misses, backoff_ms = compute_backoff(self.misses, max_backoff=self.timeout)
                     time.sleep(backoff_ms / 1000)
                     return None

@@ -32,6 +32,14 @@ def lua(name):
     return resources.files("foodapp").joinpath("lua", f"{name}.lua").read_text()
 
 
+def finish_script():
+    """finish.lua, with transition.lua as its function ``transition(KEYS, ARGV)``.
+
+    Redis scripts cannot import one another; this is how the two share one text.
+    """
+    return f"local function transition(KEYS, ARGV)\n{lua('transition')}\nend\n{lua('finish')}"
+
+
 def status_key(job_id):
     return f"{STATUS_PREFIX}{job_id}"
 
@@ -74,18 +82,33 @@ class JobStore:
         self.client = client
         self.ttl = ttl
         self._transition = client.register_script(lua("transition"))
+        self._finish = client.register_script(finish_script())
 
-    def transition(self, job_id, state, *, event, only_from="", only_worker="", counts=(), **fields):
-        """Set ``state`` and ``fields`` on a job, only if it is in one of ``only_from``.
+    def transition(self, job_id, state, **change):
+        """Set ``state`` and fields on a job, only if it is in one of ``only_from``.
 
-        ``counts`` are (hash, field, amount) increments made only if the transition is.
+        Takes what ``change`` does; returns 1 if the job moved, 0 if it was left alone.
+        """
+        keys, args = self.change(job_id, state, **change)
+        return self._transition(keys=keys, args=args)
+
+    def change(self, job_id, state, *, event, only_from="", only_worker="", counts=(), **fields):
+        """The keys and arguments of transition.lua for one change of state.
+
+        ``only_from`` ("a,b") and ``only_worker`` guard it; ``counts`` are (hash, field,
+        amount) increments made only if the transition is; ``fields`` go in the record.
         """
         event = encode({"event": event, "at": fields.get("finished_at") or fields.get("started_at") or now(),
                         **{k: fields[k] for k in ("worker_name", "error") if fields.get(k)}})
         increments = [part for count in counts for part in count]
         args = [self.ttl, only_from, only_worker, event, len(counts), *increments,
                 *flatten({"state": state, **fields})]
-        return self._transition(keys=[status_key(job_id), events_key(job_id)], args=args)
+        return [status_key(job_id), events_key(job_id)], args
+
+    def finish(self, acks_key, messages_key, redis_message_id, change):
+        """Acknowledge a message and apply ``change`` (keys, args) to its job, atomically."""
+        keys, args = change
+        return self._finish(keys=[acks_key, messages_key, *keys], args=[redis_message_id, *args])
 
     def get(self, job_id):
         """The job's status as a JSON-ready dict, or None when unknown or expired."""
