@@ -207,7 +207,7 @@ class FoodBroker(RedisBroker):
         else:
             state = event_name = "queued"
         at = jobs.now()
-        fields = jobs.flatten({
+        fields = {
             "state": state,
             "job_id": message.message_id,
             "queue": message.queue_name.removesuffix(".DQ"),
@@ -216,13 +216,14 @@ class FoodBroker(RedisBroker):
             "kwargs": jobs.encode(message.kwargs) if message.kwargs else None,
             "enqueued_at": None if redelivered else at,
             "eta": f"{message.options['eta'] / 1000:.3f}" if delay is not None else None,
-            "retries": retries,
-        })
+            "retries": str(retries),
+        }
         event = jobs.encode({"event": event_name, "at": at,
-                             **({"eta": f"{message.options['eta'] / 1000:.3f}"} if delay is not None else {})})
+                             **({"eta": fields["eta"]} if delay is not None else {})})
         queue_key = f"{self.namespace}:{message.queue_name}"
         keys = [queue_key, f"{queue_key}.msgs", jobs.status_key(message.message_id), jobs.events_key(message.message_id)]
-        return keys, [message.options["redis_message_id"], message.encode(), event, len(fields), *fields]
+        status = jobs.encode({name: value for name, value in fields.items() if value is not None})
+        return keys, [message.options["redis_message_id"], message.encode(), event, status]
 
     def _store(self, keys, args):
         deadline = time.monotonic() + self.settings.enqueue_retry_seconds

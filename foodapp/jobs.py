@@ -56,8 +56,12 @@ def now():
     return f"{time.time():.3f}"
 
 
+# One encoder for every record: json.dumps with options builds a new one per call.
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def encode(value):
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _encoder.encode(value)
 
 
 def flatten(fields):

@@ -13,8 +13,8 @@
 --       events list; then the idempotency key, if any; then the batch key, if any.
 -- ARGV: status ttl (s), message count, idempotency fingerprint ("" for none),
 --       idempotency ttl (s), answer to remember, batch record ("" for none); then for each
---       message: redis message id, message data, event (json), number of status fields,
---       status field/value pairs...
+--       message: redis message id, message data, event (json), status fields (a json
+--       object of strings: four arguments per message, however many fields it has).
 -- Returns {"stored", n} | {"replay", answer} | {"conflict", ""}
 local ttl = ARGV[1]
 local count = tonumber(ARGV[2])
@@ -38,25 +38,31 @@ if ARGV[6] ~= "" then
 end
 
 local stored = 0
-local a = 7
 for i = 0, count - 1 do
     local queue, messages, status, events = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
-    local rid, data, event, nfields = ARGV[a], ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+    local a = 7 + i * 4
+    local rid, data, event = ARGV[a], ARGV[a + 1], ARGV[a + 2]
     if redis.call("hexists", messages, rid) == 0 then
         redis.call("hset", messages, rid, data)
         redis.call("rpush", queue, rid)
         if string.sub(queue, -3) ~= ".DQ" then
             -- Wake one idle consumer of this queue (see FifoConsumer): a hint, bounded.
-            redis.call("rpush", queue .. ".wake", 1)
-            redis.call("ltrim", queue .. ".wake", -100, -1)
+            if redis.call("rpush", queue .. ".wake", 1) > 100 then
+                redis.call("ltrim", queue .. ".wake", -100, -1)
+            end
         end
-        redis.call("hset", status, unpack(ARGV, a + 4, a + 3 + nfields))
+        local fields = {}
+        for name, value in pairs(cjson.decode(ARGV[a + 3])) do
+            fields[#fields + 1] = name
+            fields[#fields + 1] = value
+        end
+        redis.call("hset", status, unpack(fields))
         redis.call("expire", status, ttl)
-        redis.call("rpush", events, event)
-        redis.call("ltrim", events, -100, -1)
+        if redis.call("rpush", events, event) > 100 then
+            redis.call("ltrim", events, -100, -1)
+        end
         redis.call("expire", events, ttl)
         stored = stored + 1
     end
-    a = a + 4 + nfields
 end
 return {"stored", tostring(stored)}

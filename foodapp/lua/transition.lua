@@ -26,14 +26,20 @@ end
 local increments = tonumber(ARGV[5])
 for i = 0, increments - 1 do
     local counter = ARGV[6 + i * 3]
-    redis.call("hincrbyfloat", counter, ARGV[7 + i * 3], ARGV[8 + i * 3])
+    local amount = ARGV[8 + i * 3]
+    if string.find(amount, ".", 1, true) then
+        redis.call("hincrbyfloat", counter, ARGV[7 + i * 3], amount)
+    else
+        redis.call("hincrby", counter, ARGV[7 + i * 3], amount)
+    end
     if string.find(counter, ":minute:", 1, true) then
         redis.call("expire", counter, 7200)  -- per-minute counts: the last two hours
     end
 end
 redis.call("hset", KEYS[1], unpack(ARGV, 6 + increments * 3))
 redis.call("expire", KEYS[1], ARGV[1])
-redis.call("rpush", KEYS[2], ARGV[4])
-redis.call("ltrim", KEYS[2], -100, -1)
+if redis.call("rpush", KEYS[2], ARGV[4]) > 100 then
+    redis.call("ltrim", KEYS[2], -100, -1)
+end
 redis.call("expire", KEYS[2], ARGV[1])
 return 1
