@@ -4,6 +4,7 @@ import time
 from datetime import datetime
 
 from foodapp.items import BadItem, check_item
+from foodapp.jobs import encode
 
 QUEUES = ("comer", "beber")
 
@@ -37,7 +38,7 @@ def delay_ms(params, max_seconds):
 
 
 def idempotency(request, answer):
-    """``(key, fingerprint, answer)`` for the Idempotency-Key header, or None."""
+    """``(key, fingerprint, answer as JSON)`` for the Idempotency-Key header, or None."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
@@ -47,7 +48,7 @@ def idempotency(request, answer):
     for part in (request.method, request.path_qs, request.body or b""):
         digest.update(part if isinstance(part, bytes) else part.encode("utf-8"))
         digest.update(b"\0")
-    return key, digest.hexdigest(), answer
+    return key, digest.hexdigest(), encode(answer)
 
 
 def menu_items(body, max_items, max_item_length):

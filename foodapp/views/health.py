@@ -16,7 +16,7 @@ def healthz(request):
 def readyz(request):
     settings = request.registry.foodapp
     try:
-        ready, reason, seen = topology(request.broker.client, settings, request.broker.replicas.required())
+        ready, reason, seen = topology(request.registry.broker.client, settings, request.registry.broker.replicas.required())
     except redis.RedisError as error:
         return json_response(
             503,

@@ -19,7 +19,7 @@ def job_status(request):
     job_id = request.matchdict["job_id"]
     if not is_uuid(job_id):
         return json_error(400, "bad_job_id", f"{job_id!r} is not a job id; job ids are UUIDs, as returned by the 202")
-    job = request.broker.jobs.get(job_id)
+    job = request.registry.broker.jobs.get(job_id)
     if job is None:
         ttl = request.registry.foodapp.jobs_status_ttl
         return json_error(
@@ -34,7 +34,7 @@ def batch_status(request):
     batch_id = request.matchdict["batch_id"]
     if not is_uuid(batch_id):
         return json_error(400, "bad_batch_id", f"{batch_id!r} is not a batch id; batch ids are UUIDs, as returned by POST /menu")
-    batch = request.broker.jobs.batch(batch_id)
+    batch = request.registry.broker.jobs.batch(batch_id)
     if batch is None:
         return json_error(404, "batch_not_found", f"no batch {batch_id}: it never existed, or it expired")
     return json_response(200, batch)

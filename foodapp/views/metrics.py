@@ -8,6 +8,6 @@ from foodapp.metrics import exposition
 
 @view_config(route_name="metrics", request_method="GET")
 def metrics(request):
-    response = Response(body=exposition(request.broker))
+    response = Response(body=exposition(request.registry.broker))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

@@ -28,7 +28,7 @@ def message(request, status, title, text):
 @view_config(route_name="ops", request_method="GET")
 def ops(request):
     return render(request, "ops.html", title="Operations", refresh=5, csrf_token=get_csrf_token(request),
-                  **overview(request.broker))
+                  **overview(request.registry.broker))
 
 
 @view_config(route_name="ops_search", request_method="GET")
@@ -42,7 +42,7 @@ def search(request):
 @view_config(route_name="ops_job", request_method="GET")
 def job_page(request):
     job_id = request.matchdict["job_id"]
-    job = request.broker.jobs.get(job_id) if is_uuid(job_id) else None
+    job = request.registry.broker.jobs.get(job_id) if is_uuid(job_id) else None
     if job is None:
         return message(request, 404, "No such job", f"No job {job_id}: unknown, or its status expired (kept 24 h).")
     return render(request, "job.html", title=f"Job {job_id}", refresh=5 if job["state"] not in ("done", "dead", "failed") else None,
@@ -58,10 +58,10 @@ def requeue_dead(request):
     except ValueError:  # the body does not parse as a form (multipart with no boundary, say)
         return json_error(400, "bad_form", "send the operations page's form as it is: it did not parse")
     queue = request.matchdict["queue"]
-    if queue not in request.broker.queues:
+    if queue not in request.registry.broker.queues:
         return message(request, 404, "No such queue", f"There is no queue {queue!r}.")
-    count = deadletters.requeue_all(request.broker, queue)
-    audit(request.broker.client, request.environ, "requeue all dead letters", queue=queue, count=count)
+    count = deadletters.requeue_all(request.registry.broker, queue)
+    audit(request.registry.broker.client, request.environ, "requeue all dead letters", queue=queue, count=count)
     return HTTPSeeOther(request.route_url("ops"))
 
 

@@ -6,7 +6,6 @@ from pyramid.view import view_config
 
 from foodapp.broker import IdempotencyConflict, Replay
 from foodapp.items import BadItem, check_item
-from foodapp.jobs import encode
 from foodapp.metrics import ENQUEUE_LATENCY
 from foodapp.orders import BadOrder, delay_ms, idempotency, menu_items
 from foodapp.views import json_error, json_response
@@ -32,7 +31,7 @@ def enqueue(request, orders, answer, batch_id=None):
     """Store the (message, delay) orders and answer 202 with ``answer``, idempotently."""
     try:
         with ENQUEUE_LATENCY.time():
-            request.broker.enqueue_many(orders, idempotency=idempotency(request, encode(answer)), batch_id=batch_id)
+            request.registry.broker.enqueue_many(orders, idempotency=idempotency(request, answer), batch_id=batch_id)
     except Replay as replay:
         answer = json.loads(replay.answer)
         return json_response(202, answer, Location=answer.get("status_url", ""), **{"Idempotent-Replayed": "true"})
@@ -62,7 +61,7 @@ def order(request):
         delay = delay_ms(request.GET, settings.orders_max_delay_seconds)
     except (BadItem, BadOrder) as error:
         return json_error(400, "bad_item" if isinstance(error, BadItem) else "bad_order", str(error))
-    message = request.broker.get_actor(queue).message(item)
+    message = request.registry.broker.get_actor(queue).message(item)
     try:
         return enqueue(request, [(message, delay)], scheduled(request, message, delay))
     except BadOrder as error:
@@ -91,7 +90,7 @@ def menu(request):
         delay = delay_ms(request.GET, settings.orders_max_delay_seconds)
     except BadOrder as error:
         return json_error(400, "bad_order", str(error))
-    messages = [request.broker.get_actor(queue).message(item) for queue, item in items]
+    messages = [request.registry.broker.get_actor(queue).message(item) for queue, item in items]
     batch_id = str(uuid.uuid4())
     answer = {
         "batch_id": batch_id,
@@ -107,7 +106,7 @@ def menu(request):
 @view_config(route_name="reports", request_method="POST")
 def report(request):
     """Queue a ledger report on the batch queue; its result appears at the status URL."""
-    message = request.broker.get_actor("report").message()
+    message = request.registry.broker.get_actor("report").message()
     try:
         return enqueue(request, [(message, None)], job_answer(request, message))
     except BadOrder as error:
