@@ -81,3 +81,29 @@ def test_status_is_kept_for_the_configured_ttl_then_404(redis_server, monkeypatc
 def test_unknown_and_malformed_job_ids(app):
     assert app.get(f"/api/jobs/{uuid.uuid4()}", status=404).json["error"] == "job_not_found"
     assert app.get("/api/jobs/not-a-job", status=400).json["error"] == "bad_job_id"
+
+
+def test_done_is_written_by_the_ack_in_the_same_step_and_only_once(app, broker, redis_client):
+    """finish.lua: the message leaves the worker's ack set and its job becomes done together;
+    a second finish (a retried ack whose answer was lost) changes nothing and counts nothing."""
+    from foodapp import jobs
+
+    accepted = app.get("/comer/pan", status=202).json
+    job_id = accepted["job_id"]
+    acks = f"dramatiq:__acks__.{broker.broker_id}.comer"
+    [rid] = redis_client.lrange("dramatiq:comer", 0, -1)
+    # What a worker's fetch and JobStatus's "running" leave behind:
+    redis_client.lrem("dramatiq:comer", 1, rid)
+    redis_client.sadd(acks, rid)
+    broker.jobs.transition(job_id, "running", event="started", worker=broker.broker_id, started_at=jobs.now())
+
+    change = broker.jobs.change(job_id, "done", event="done", only_from="running", only_worker=broker.broker_id,
+                                counts=jobs.outcome("comer", "done"), finished_at=jobs.now(), result="null")
+    assert broker.jobs.finish(acks, "dramatiq:comer.msgs", rid, change) == 1
+    assert redis_client.smembers(acks) == set() and not redis_client.hexists("dramatiq:comer.msgs", rid)
+    assert app.get(accepted["status_url"]).json["state"] == "done"
+    assert redis_client.hget(jobs.STATS, "comer:done") == "1"
+
+    assert broker.jobs.finish(acks, "dramatiq:comer.msgs", rid, change) == 0
+    assert redis_client.hget(jobs.STATS, "comer:done") == "1"
+    assert [e["event"] for e in app.get(accepted["status_url"]).json["events"]] == ["queued", "started", "done"]
