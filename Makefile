@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run test clean system-packages deploy-restart bench
+.PHONY: help install run test clean system-packages deploy-restart bench soak
 
 # Debian packages some tests use: HAProxy (the front proxy), iproute2 (network namespaces
 # for the hosts), Chromium (the browser tests, driven by Playwright; never a downloaded
@@ -15,6 +15,7 @@ help:
 	@echo "make run    create .venv, install, and run web + workers (+ Redis if none answers) under supervisord"
 	@echo "make test   install what the tests need and run the whole suite"
 	@echo "make bench  foodapp against baselines measured in the same run (ratios)"
+	@echo "make soak SECONDS=300   mixed load with random worker kill -9s; checks the ledger, stuck jobs, RSS"
 	@echo "make clean  remove .venv and var/"
 	@echo "make deploy-restart HAPROXY=host0:9999 HOST=hostA   restart this host's web processes one at a time"
 
@@ -62,6 +63,12 @@ deploy-restart: install
 # bench/results/latest.json and docs/bench.md. A few minutes.
 bench: $(VENV)/.installed-testing
 	$(BIN)/python bench/run.py
+
+# Mixed load for $(SECONDS) s with random worker kill -9s; fails if a job was lost, doubled
+# or stuck, or the memory of a never-killed process grew grossly. See docs/soak.md.
+SECONDS ?= 300
+soak: $(VENV)/.installed-testing
+	$(BIN)/python -m bench.soak --seconds $(SECONDS)
 
 clean:
 	rm -rf $(VENV) var
