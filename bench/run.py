@@ -214,6 +214,9 @@ def batch_enqueue(tmp):
                                         body=menu.encode())
                     assert status == 202
                 ours = requests * BATCH_ITEMS / (time.monotonic() - began)
+            if not shutil.which("redis-benchmark"):
+                raise SystemExit("redis-benchmark (the batch baseline) is missing: apt-get install redis-tools, "
+                                 "or run `make bench` as root, which installs it")
             out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-t", "lpush", "-c", "1", "-n", "20000", "-q"],
                                  capture_output=True, text=True, timeout=120).stdout
             baseline = float(re.search(r"LPUSH[^:]*:\s*([\d.]+)", out).group(1))
