@@ -248,24 +248,27 @@ class FoodBroker(RedisBroker):
     def _store_once(self, keys, args):
         replicas = self.replicas.required()
         for attempt in (1, 2):
-            with self.client.pipeline(transaction=False) as pipe:
-                pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
-                if replicas:
+            try:
+                if not replicas:
+                    return self.client.evalsha(self._enqueue.sha, len(keys), *keys, *args)
+                # WAIT counts the replicas that have everything this connection wrote: it
+                # must follow the script on the same connection, hence the pipeline.
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
                     pipe.execute_command("WAIT", replicas, self.settings.enqueue_replica_timeout_ms)
-                try:
-                    results = pipe.execute()
-                except NoScriptError:
-                    # A new or restarted server (a promoted replica, say) has no scripts yet.
-                    self._enqueue.sha = self.client.script_load(self._enqueue.script)
-                    if attempt == 2:
-                        raise
-                    continue
-            if replicas and results[1] < replicas:
+                    stored, acknowledged = pipe.execute()
+            except NoScriptError:
+                # A new or restarted server (a promoted replica, say) has no scripts yet.
+                self._enqueue.sha = self.client.script_load(self._enqueue.script)
+                if attempt == 2:
+                    raise
+                continue
+            if acknowledged < replicas:
                 raise NotReplicated(
-                    f"{results[1]} of {replicas} replica(s) acknowledged the job within "
+                    f"{acknowledged} of {replicas} replica(s) acknowledged the job within "
                     f"{self.settings.enqueue_replica_timeout_ms} ms"
                 )
-            return results[0]
+            return stored
 
 
 def make_middleware(settings):

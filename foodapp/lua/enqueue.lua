@@ -42,8 +42,7 @@ for i = 0, count - 1 do
     local queue, messages, status, events = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
     local a = 7 + i * 4
     local rid, data, event = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-    if redis.call("hexists", messages, rid) == 0 then
-        redis.call("hset", messages, rid, data)
+    if redis.call("hsetnx", messages, rid, data) == 1 then
         redis.call("rpush", queue, rid)
         if string.sub(queue, -3) ~= ".DQ" then
             -- Wake one idle consumer of this queue (see FifoConsumer): a hint, bounded.
