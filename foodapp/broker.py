@@ -228,10 +228,18 @@ class FoodBroker(RedisBroker):
     def _store(self, keys, args):
         deadline = time.monotonic() + self.settings.enqueue_retry_seconds
         pause = 0.05
+        retry = False
         while True:
             try:
+                if retry:
+                    # The master may be a new one: load our script first (a promoted
+                    # replica has none), and ask the Sentinels how many replicas it has,
+                    # so neither costs the attempt a whole replica WAIT timeout.
+                    self._enqueue.sha = self.client.script_load(self._enqueue.script)
+                    self.replicas.refresh()
                 return self._store_once(keys, args)
             except redis.RedisError as error:
+                retry = True
                 if not _is_retryable(error):
                     raise
                 if time.monotonic() + pause > deadline:

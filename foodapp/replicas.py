@@ -42,6 +42,15 @@ class ReplicaPolicy:
                 self._thread.start()
         return self._required
 
+    def refresh(self):
+        """Ask the Sentinels now, not at the next poll: an enqueue is being retried, and a
+        failover may have just left the new master without its replica."""
+        if self.settings.redis_sentinels:
+            try:
+                self._required = self.check()
+            except redis.RedisError as error:
+                log.debug("replica policy: %s", error)
+
     def _watch(self):
         stop = threading.Event()
         while not stop.wait(self.interval):
