@@ -146,6 +146,14 @@ class FoodBroker(RedisBroker):
     def consumer_class(self):
         return FifoConsumer
 
+    def fetch_command(self, queue_name, count):
+        """EVALSHA's arguments for Dramatiq's fetch of ``count`` messages, for a pipeline.
+
+        The same arguments as ``do_fetch`` (RedisBroker._dispatch) gives its script.
+        """
+        return (self.scripts["dispatch"].sha, 1, self.namespace, "fetch", current_millis(), queue_name,
+                self.broker_id, self.heartbeat_timeout, self.dead_message_ttl, 0, self._max_unpack_size(), count)
+
     def enqueue(self, message, *, delay=None):
         return self.enqueue_many([(message, delay)])[0]
 

@@ -8,8 +8,12 @@ the head of their queue, not the tail, when a worker stops.
 
 The consumer also keeps track of what this process holds (Holdings), so that a message
 Redis believes it holds but it does not (after a failover, or a fetch whose reply was
-lost) is given back instead of waiting for this worker to die.
+lost) is given back instead of waiting for this worker to die. Each consumer checks its own
+queue, between two of its fetches: then no fetch of its is in flight, so every message Redis
+lists for it is one it holds, one just acknowledged (the give-back script skips those: they
+have left the ack set), or an orphan.
 """
+import logging
 import itertools
 import threading
 import time
@@ -21,6 +25,9 @@ from dramatiq.brokers.redis import _RedisConsumer
 from dramatiq.common import compute_backoff
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
+from redis.exceptions import NoScriptError
+
+log = logging.getLogger(__name__)
 
 _fetch_order = itertools.count()
 
@@ -46,10 +53,6 @@ class Holdings:
 
     def __init__(self):
         self._held = defaultdict(set)
-        self._locks = defaultdict(threading.Lock)
-
-    def lock(self, queue_name):
-        return self._locks[queue_name]
 
     def held(self, queue_name):
         return self._held[queue_name]
@@ -62,6 +65,7 @@ class FifoConsumer(_RedisConsumer):
         super().__init__(*args, **kwargs)
         # Set whenever a worker thread is done with a message: room to prefetch another.
         self._acked = threading.Event()
+        self._orphans_due = 0.0  # time.monotonic() of the next orphan check
 
     @property
     def wake_key(self):
@@ -105,19 +109,47 @@ class FifoConsumer(_RedisConsumer):
     def close(self):
         if self.queue_name.endswith(".DQ"):
             # Dramatiq drops its in-memory delay queue when a consumer restarts; what it
-            # held is ours no longer, and give_back_orphans returns it to Redis.
+            # held is ours no longer, and the next consumer's orphan check returns it.
             self._held.clear()
         super().close()
 
     def _fetch(self, count):
-        with self.broker.holdings.lock(self.queue_name):
-            messages = [Message.decode(data) for data in self.broker.do_fetch(self.queue_name, count) if data]
-            self._held.update(message.options["redis_message_id"] for message in messages)
+        return self._hold(self.broker.do_fetch(self.queue_name, count))
+
+    def _wake_and_fetch(self, count):
+        """Block until an enqueue wakes us (or the idle timeout), then fetch: one round trip.
+
+        Redis runs a connection's commands in order, so the fetch pipelined after BLPOP runs
+        the moment BLPOP returns, without another trip from here and back.
+        """
+        with self.broker.client.pipeline(transaction=False) as pipe:
+            pipe.blpop([self.wake_key], timeout=self.timeout / 1000)
+            pipe.evalsha(*self.broker.fetch_command(self.queue_name, count))
+            try:
+                _, fetched = pipe.execute()
+            except NoScriptError:
+                return []  # a new master: the next plain fetch loads the script
+        return self._hold(fetched)
+
+    def _hold(self, fetched):
+        messages = [Message.decode(data) for data in fetched if data]
+        self._held.update(message.options["redis_message_id"] for message in messages)
         return messages
+
+    def _check_orphans(self):
+        now = time.monotonic()
+        if now < self._orphans_due:
+            return
+        self._orphans_due = now + self.broker.settings.workers_heartbeat_interval
+        given_back = give_back_orphans(self.broker, self.queue_name)
+        if given_back:
+            log.warning("gave back %d job(s) of %s that Redis listed as held by this worker but it was not",
+                        given_back, self.queue_name)
 
     def __next__(self):
         try:
             while True:
+                self._check_orphans()
                 if self.message_cache:
                     message = self.message_cache.pop(0)
                     self.misses = 0
@@ -147,7 +179,8 @@ class FifoConsumer(_RedisConsumer):
                     # The queue is empty: block until an enqueue wakes us (enqueue.lua pushes
                     # a token per job) or the idle timeout passes, instead of Dramatiq's
                     # sleep-and-poll, which makes a job wait up to a second for an idle worker.
-                    if self.broker.client.blpop([self.wake_key], timeout=self.timeout / 1000) is None:
+                    self.message_cache = self._wake_and_fetch(self.prefetch - self.outstanding_message_count)
+                    if not self.message_cache:
                         return None
         except redis.ConnectionError as error:
             raise ConnectionClosed(error) from None
@@ -161,13 +194,12 @@ def _give_back(broker, queue_name, ids):
     )
 
 
-def give_back_orphans(broker):
-    """Return to their queues the messages Redis says this worker holds but it does not."""
-    given_back = 0
-    for queue_name in sorted(broker.queues | broker.delay_queues):
-        with broker.holdings.lock(queue_name):
-            acks = broker.client.smembers(f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}")
-            orphans = sorted(rid.decode() for rid in acks if rid.decode() not in broker.holdings.held(queue_name))
-            if orphans:
-                given_back += _give_back(broker, queue_name, orphans)
-    return given_back
+def give_back_orphans(broker, queue_name):
+    """Return to the queue the messages Redis says this worker holds from it but it does not.
+
+    Only the queue's own consumer thread may call this, between its fetches (see above).
+    """
+    acks = broker.client.smembers(f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}")
+    held = broker.holdings.held(queue_name)
+    orphans = sorted(rid.decode() for rid in acks if rid.decode() not in held)
+    return _give_back(broker, queue_name, orphans) if orphans else 0

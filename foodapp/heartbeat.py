@@ -7,13 +7,14 @@ worker busy with a long job looks dead; and it gives a dead worker's jobs back o
 
 1. records its heartbeat (Dramatiq's ``__heartbeats__`` sorted set, plus a hash describing
    the worker for the operations page), then
-2. gives back the jobs Redis lists as held by this worker but it does not hold (after a
-   failover lost its acknowledgements, say), then
-3. runs ``sweep.lua``: the jobs held by every worker silent for more than
+2. runs ``sweep.lua``: the jobs held by every worker silent for more than
    ``workers.heartbeat_timeout`` go back to the head of their queues, and a job that was
    running on a dead worker ``jobs.max_crashes`` times goes to the dead-letter queue.
 
 So a job held by a worker killed with ``kill -9`` runs again within timeout + interval.
+
+(The jobs Redis lists as held by a live worker that does not hold them, after a failover
+lost its acknowledgements, say, are given back by that worker's consumers: see consumer.py.)
 """
 import logging
 import os
@@ -25,7 +26,6 @@ import redis
 from dramatiq.middleware import Middleware
 
 from foodapp import jobs
-from foodapp.consumer import give_back_orphans
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,6 @@ class Heartbeat(Middleware):
         while not self._stop.is_set():
             try:
                 self.beat(broker)
-                orphans = give_back_orphans(broker)
-                if orphans:
-                    log.warning("gave back %d job(s) Redis listed as held by this worker but it was not", orphans)
                 requeued, dead_lettered, swept = self.sweep(broker)
                 if requeued or dead_lettered:
                     log.warning(

@@ -110,3 +110,21 @@ def test_a_job_redis_thinks_this_worker_holds_but_it_does_not_is_given_back(app,
         worker.stop()
     assert done["result"]["item"] == "rioja"
     assert redis_client.hlen("foodapp:ledger") == 1
+
+
+def test_an_idle_worker_gives_back_an_orphan_too(app, broker, redis_client):
+    # Each consumer checks its own queue between fetches; an idle one spends its time
+    # blocked on the wake-up list, and must still get round to it. The orphan is written
+    # straight into Redis (no queue entry, no wake-up), as a lost fetch reply leaves it.
+    worker = start_worker(broker)
+    try:
+        wait_until(lambda: redis_client.zscore("dramatiq:__heartbeats__", broker.broker_id), 10, "the worker to beat")
+        message = broker.get_actor("comer").message("migas").copy(options={"redis_message_id": "orphan-1"})
+        redis_client.hset("dramatiq:comer.msgs", "orphan-1", message.encode())
+        redis_client.sadd(f"dramatiq:__acks__.{broker.broker_id}.comer", "orphan-1")
+        entry = wait_until(lambda: redis_client.hget("foodapp:ledger", message.message_id), 15,
+                           "the orphaned job to be given back and run")
+    finally:
+        worker.stop()
+    assert json.loads(entry)["item"] == "migas"
+    assert not redis_client.smembers(f"dramatiq:__acks__.{broker.broker_id}.comer")
