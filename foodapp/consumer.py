@@ -66,6 +66,7 @@ class FifoConsumer(_RedisConsumer):
         # Set whenever a worker thread is done with a message: room to prefetch another.
         self._acked = threading.Event()
         self._orphans_due = 0.0  # time.monotonic() of the next orphan check
+        self._connection_lost = False
 
     @property
     def wake_key(self):
@@ -107,9 +108,10 @@ class FifoConsumer(_RedisConsumer):
         self._held.difference_update(ids)
 
     def close(self):
-        if self.queue_name.endswith(".DQ"):
-            # Dramatiq drops its in-memory delay queue when a consumer restarts; what it
-            # held is ours no longer, and the next consumer's orphan check returns it.
+        if self.queue_name.endswith(".DQ") and self._connection_lost:
+            # Dramatiq drops its in-memory delay queue when its consumer loses the
+            # connection (only then: after any other error it keeps it); what it held is
+            # ours no longer, and the next consumer's orphan check returns it.
             self._held.clear()
         super().close()
 
@@ -183,6 +185,7 @@ class FifoConsumer(_RedisConsumer):
                     if not self.message_cache:
                         return None
         except redis.ConnectionError as error:
+            self._connection_lost = True
             raise ConnectionClosed(error) from None
 
 

@@ -2,6 +2,7 @@
 import json
 
 import dramatiq
+import pytest
 
 from tests.conftest import drain, start_worker
 from tests.servers import wait_until
@@ -128,3 +129,22 @@ def test_an_idle_worker_gives_back_an_orphan_too(app, broker, redis_client):
         worker.stop()
     assert json.loads(entry)["item"] == "migas"
     assert not redis_client.smembers(f"dramatiq:__acks__.{broker.broker_id}.comer")
+
+
+def test_a_delay_queue_consumer_lets_go_of_its_messages_only_when_dramatiq_drops_them(app, broker, redis_server):
+    # Dramatiq's consumer thread empties its in-memory delay queue after a connection
+    # error, and keeps it after any other error; what the consumer holds must follow suit,
+    # or the orphan check would give back a message that is still going to be enqueued.
+    app.get("/comer/pan?delay=60", status=202)
+    consumer = broker.consume("comer.DQ", prefetch=10, timeout=100)
+    assert next(consumer) is not None
+    assert len(broker.holdings.held("comer.DQ")) == 1
+    consumer.close()  # as after an unexpected error: Dramatiq still has the message
+    assert len(broker.holdings.held("comer.DQ")) == 1
+
+    consumer = broker.consume("comer.DQ", prefetch=10, timeout=100)
+    redis_server.stop()
+    with pytest.raises(dramatiq.errors.ConnectionClosed):
+        next(consumer)
+    consumer.close()  # as after a connection error: Dramatiq dropped it
+    assert broker.holdings.held("comer.DQ") == set()
