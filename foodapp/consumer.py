@@ -83,10 +83,9 @@ class FifoConsumer(_RedisConsumer):
         else:
             # The job succeeded: ack it and record it done in one call (see JobStatus).
             rid = message.options["redis_message_id"]
-            queue = f"{self.broker.namespace}:{self.queue_name}"
             try:
-                self.broker.jobs.finish(f"{self.broker.namespace}:__acks__.{self.broker.broker_id}.{self.queue_name}",
-                                        f"{queue}.msgs", rid, change)
+                self.broker.jobs.finish(acks_key(self.broker, self.queue_name),
+                                        f"{self.broker.namespace}:{self.queue_name}.msgs", rid, change)
             except redis.ConnectionError as error:
                 raise ConnectionClosed(error) from None
             finally:
@@ -189,10 +188,15 @@ class FifoConsumer(_RedisConsumer):
             raise ConnectionClosed(error) from None
 
 
+def acks_key(broker, queue_name):
+    """This worker's ack set for the queue: what Redis says it holds (Dramatiq's key)."""
+    return f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}"
+
+
 def _give_back(broker, queue_name, ids):
     queue = f"{broker.namespace}:{queue_name}"
     return broker.requeue_script(
-        keys=[f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}", queue, f"{queue}.msgs"],
+        keys=[acks_key(broker, queue_name), queue, f"{queue}.msgs"],
         args=ids,
     )
 
@@ -202,7 +206,7 @@ def give_back_orphans(broker, queue_name):
 
     Only the queue's own consumer thread may call this, between its fetches (see above).
     """
-    acks = broker.client.smembers(f"{broker.namespace}:__acks__.{broker.broker_id}.{queue_name}")
+    acks = broker.client.smembers(acks_key(broker, queue_name))
     held = broker.holdings.held(queue_name)
     orphans = sorted(rid.decode() for rid in acks if rid.decode() not in held)
     return _give_back(broker, queue_name, orphans) if orphans else 0
