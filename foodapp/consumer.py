@@ -107,6 +107,10 @@ class FifoConsumer(_RedisConsumer):
         self._held.difference_update(ids)
 
     def close(self):
+        # Fetched but never handed to the worker: this consumer object goes, and its cache
+        # with it. Let go of them, so the next consumer's orphan check gives them back.
+        self._held.difference_update(message.options["redis_message_id"] for message in self.message_cache)
+        self.message_cache = []
         if self.queue_name.endswith(".DQ") and self._connection_lost:
             # Dramatiq drops its in-memory delay queue when its consumer loses the
             # connection (only then: after any other error it keeps it); what it held is
@@ -150,12 +154,13 @@ class FifoConsumer(_RedisConsumer):
     def __next__(self):
         try:
             while True:
-                self._check_orphans()
                 if self.message_cache:
                     message = self.message_cache.pop(0)
                     self.misses = 0
                     self.queued_message_ids.add(message.message_id)
                     return FifoMessageProxy(message)
+
+                self._check_orphans()
 
                 if self.outstanding_message_count >= self.prefetch:
                     # The worker threads are busy: wait until one of them is done with a

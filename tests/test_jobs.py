@@ -148,3 +148,21 @@ def test_a_delay_queue_consumer_lets_go_of_its_messages_only_when_dramatiq_drops
         next(consumer)
     consumer.close()  # as after a connection error: Dramatiq dropped it
     assert broker.holdings.held("comer.DQ") == set()
+
+
+def test_a_consumer_closed_with_fetched_messages_lets_them_go_back(app, broker, redis_client):
+    # Dramatiq drops a consumer after a connection error (a failover) and starts another:
+    # what the old one had fetched but not yet handed to a worker thread must not stay
+    # "held" by this worker, or nothing would ever run it while the worker lives.
+    job_ids = [app.get(f"/comer/plato{i}", status=202).json["job_id"] for i in range(3)]
+    consumer = broker.consume("comer", prefetch=3, timeout=100)
+    first = next(consumer)
+    assert first.message_id == job_ids[0]
+    consumer.close()
+    assert broker.holdings.held("comer") == {first.options["redis_message_id"]}
+
+    consumer = broker.consume("comer", prefetch=3, timeout=100)
+    again = [next(consumer), next(consumer)]  # the new consumer gives the two back first
+    assert {m.message_id for m in again} == set(job_ids[1:])
+    assert redis_client.llen("dramatiq:comer") == 0
+    consumer.close()
