@@ -11,7 +11,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.servers import BIN, ROOT, TESTING_INI, Process, free_port, http, processes_with, wait_until
+from tests.servers import BIN, ROOT, TESTING_INI, Process, http, processes_with, wait_until
 
 
 def set_ini(text, **values):
@@ -147,19 +147,27 @@ class Host:
 
 
 def free_port_pair_prefix():
-    """A number N such that ports N0 and N1 are both free."""
+    """A number N such that ports N0 and N1 are both free.
+
+    Chosen below the kernel's ephemeral port range: the web processes bind them a second or
+    so later, and meanwhile any outgoing connection could be given a port from that range.
+    """
+    import random
     import socket
 
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
     for _ in range(200):
-        prefix = free_port() // 10
-        if 1024 <= prefix * 10 and prefix * 10 + 1 < 65536:
-            try:
-                with socket.socket() as a, socket.socket() as b:
-                    a.bind(("127.0.0.1", prefix * 10))
-                    b.bind(("127.0.0.1", prefix * 10 + 1))
-                return prefix
-            except OSError:
-                continue
+        prefix = random.randrange(1000, max(1001, low // 10 - 1))  # ports 10000 and up
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", prefix * 10))
+                b.bind(("127.0.0.1", prefix * 10 + 1))
+            return prefix
+        except OSError:
+            continue
     raise RuntimeError("no pair of free ports")
 
 
