@@ -2,7 +2,7 @@
 from setuptools import find_packages, setup
 
 requires = [
-    "dramatiq[redis]>=1.17,<2",
+    "dramatiq[redis]~=1.18.0",  # we subclass its private Redis consumer: pinned to the minor version
     "redis>=4.6,<5",
     "dramatiq-dashboard>=0.4,<0.5",
     "pyramid>=2.0,<3",
