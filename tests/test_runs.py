@@ -1,0 +1,41 @@
+"""tests/runs.py, the re-run bound every drill asserts, on timelines written straight into Redis."""
+import json
+
+import pytest
+
+from tests import runs
+
+
+def timeline(client, job_id, *events, crashes=None):
+    for event, at in events:
+        client.rpush(f"foodapp:job:{job_id}:events", json.dumps({"event": event, "at": f"{at:.3f}"}))
+    client.hset(f"foodapp:job:{job_id}", mapping={"state": "done", **({"crashes": crashes} if crashes else {})})
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_runs_are_counted_from_the_started_events(redis_server, decode):
+    client = redis_server.client(decode_responses=decode)
+    timeline(client, "once", ("queued", 1), ("started", 2), ("done", 3))
+    timeline(client, "twice", ("queued", 1), ("started", 2), ("requeued", 9), ("started", 10), ("done", 11), crashes=1)
+
+    found = runs.read_runs(client, ["once", "twice", "unknown"])
+    assert runs.counts(found) == {"once": 1, "twice": 2, "unknown": 0}
+    assert found["twice"].starts == [2.0, 10.0] and found["twice"].done == [11.0] and found["twice"].crashes == 1
+    assert runs.report(found) == "runs: 3, re-run: 1 jobs ['twice']"
+    runs.assert_reruns_only_after_crashes(found)
+    runs.assert_reruns_only_at_kills(found, [5.0])
+
+
+def test_a_rerun_no_kill_explains_fails(redis_client):
+    timeline(redis_client, "done-before", ("started", 2), ("done", 3), ("started", 10), ("done", 11))
+    timeline(redis_client, "started-after", ("started", 6), ("started", 10), ("done", 11))
+    timeline(redis_client, "three-times", ("started", 2), ("started", 6), ("started", 10), ("done", 11))
+    found = runs.read_runs(redis_client, ["done-before", "started-after", "three-times"])
+
+    assert set(runs.unexplained(found, [5.0])) == {"done-before", "started-after", "three-times"}
+    assert set(runs.unexplained(found, [(5.0, 6.5)])) == {"done-before", "three-times"}
+    assert set(runs.unexplained(found, [4.0, 8.0])) == {"done-before"}
+    with pytest.raises(AssertionError, match="done-before: starts"):
+        runs.assert_reruns_only_at_kills(found, [4.0, 8.0])
+    with pytest.raises(AssertionError, match="3 job"):
+        runs.assert_reruns_only_after_crashes(found)
