@@ -51,6 +51,20 @@ def read_runs(client, job_ids, chunk=500):
     return found
 
 
+def merge(*readings):
+    """One {job_id: Runs} from readings of several servers (an isolated old master and the new
+    one): a run whose events only the old master kept, and lost when it rejoined, still counts.
+    Events both hold (replicated before the split) count once."""
+    merged = {}
+    for reading in readings:
+        for job_id, run in reading.items():
+            known = merged.setdefault(job_id, Runs([], [], 0))
+            known.starts = sorted(set(known.starts) | set(run.starts))
+            known.done = sorted(set(known.done) | set(run.done))
+            known.crashes = max(known.crashes, run.crashes)
+    return merged
+
+
 def counts(runs):
     """{job_id: number of starts}."""
     return {job_id: len(run) for job_id, run in runs.items()}

@@ -39,3 +39,20 @@ def test_a_rerun_no_kill_explains_fails(redis_client):
         runs.assert_reruns_only_at_kills(found, [4.0, 8.0])
     with pytest.raises(AssertionError, match="3 job"):
         runs.assert_reruns_only_after_crashes(found)
+
+
+def test_runs_only_an_old_master_kept_still_count(redis_server, tmp_path):
+    from tests.servers import RedisServer
+
+    old = RedisServer(tmp_path)
+    try:
+        old.start()
+        new_client, old_client = redis_server.client(), old.client()
+        # Replicated before the split: both have the first start. Then each ran it once more.
+        timeline(old_client, "split", ("started", 2), ("started", 6), ("done", 7))
+        timeline(new_client, "split", ("started", 2), ("started", 8), ("done", 9))
+        merged = runs.merge(runs.read_runs(new_client, ["split"]), runs.read_runs(old_client, ["split"]))
+    finally:
+        old.stop()
+    assert merged["split"].starts == [2.0, 6.0, 8.0] and merged["split"].done == [7.0, 9.0]
+    assert set(runs.unexplained(merged, [4.0])) == {"split"}
