@@ -3,7 +3,7 @@
 Host A: web, Redis master, Sentinel 1, workers. Host B: web, Redis replica, Sentinel 2,
 workers. Host C: Sentinel 3. HOST 0 (this namespace): HAProxy with deploy/haproxy's config.
 Each test builds it all, loses a host (or cuts one off), and checks that every job that got
-a 202 is done in the end.
+a 202 is done in the end, and that only a job in flight at the kill ran more than once.
 """
 import re
 import threading
@@ -18,6 +18,8 @@ from foodapp.dev import redis_server_binary
 from tests.hosts import set_ini
 from tests.netns import Network, require_namespaces
 from tests.proxy import FrontProxy, require_haproxy
+from tests.runs import (assert_reruns_only_after_crashes, assert_reruns_only_at_kills, counts, merge, read_runs,
+                        report)
 from tests.servers import BIN, TESTING_INI, Process, http, wait_until
 
 pytestmark = pytest.mark.drill
@@ -144,7 +146,11 @@ class SeedProduction:
 
 
 class Load:
-    """A bounded load of orders from HOST 0, in threads; records every answer."""
+    """A bounded load of orders from HOST 0, in threads; records every answer.
+
+    ``answers[i]`` is (status, body, sent, answered), the last two wall-clock seconds, so
+    that a test can tell the answers given after a kill from those given before.
+    """
 
     def __init__(self, url, count, threads=6, timeout=10):
         self.url, self.count, self.threads, self.timeout = url, count, threads, timeout
@@ -153,12 +159,13 @@ class Load:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _send(self, i):
+        sent = time.time()
         try:
             status, _, body = http("GET", f"{self.url}/{'comer' if i % 2 else 'beber'}/plato{i}", timeout=self.timeout)
         except Exception as error:  # a connection cut mid-answer: no 202, so nothing promised
             status, body = None, f"{type(error).__name__}: {error}"
         with self.lock:
-            self.answers[i] = (status, body)
+            self.answers[i] = (status, body, sent, time.time())
 
     def _run(self):
         with ThreadPoolExecutor(self.threads) as pool:
@@ -179,10 +186,10 @@ class Load:
         return self
 
     def accepted(self):
-        return {body["job_id"] for status, body in self.answers.values() if status == 202}
+        return {body["job_id"] for status, body, *_ in self.answers.values() if status == 202}
 
     def refused(self):
-        return [(status, body) for status, body in self.answers.values() if status != 202]
+        return [(status, body) for status, body, *_ in self.answers.values() if status != 202]
 
 
 @pytest.fixture
@@ -200,8 +207,23 @@ def seed(tmp_path):
 
 
 def wait_recorded(client, job_ids, timeout=180):
-    wait_until(lambda: job_ids <= set(client.hkeys("foodapp:ledger")), timeout,
-               f"all {len(job_ids)} accepted jobs to be in the ledger", interval=0.5)
+    """The accepted jobs still missing from the ledger after a bounded wait for all of them.
+
+    It returns instead of raising, so that the summary with the losses is printed first.
+    """
+    try:
+        wait_until(lambda: job_ids <= set(client.hkeys("foodapp:ledger")), timeout,
+                   f"all {len(job_ids)} accepted jobs to be in the ledger", interval=0.5)
+    except AssertionError:
+        pass
+    return job_ids - set(client.hkeys("foodapp:ledger"))
+
+
+def killed(action):
+    """Do ``action`` (a kill) and return the (before, after) wall-clock times around it."""
+    before = time.time()
+    action()
+    return before, time.time()
 
 
 def assert_honest(load):
@@ -218,7 +240,7 @@ def assert_honest(load):
 
 def summary(name, load, extra=""):
     codes = {}
-    for status, _ in load.answers.values():
+    for status, *_ in load.answers.values():
         codes[status] = codes.get(status, 0) + 1
     print(f"\n{name}: {len(load.answers)} orders through the proxy, answers {codes}{extra}")
 
@@ -234,56 +256,73 @@ def test_host_b_dies_a_stays_master_and_runs_what_b_held(seed):
             if status.get("state") == "running" and int(status.get("worker_pid", 0)) in b_pids:
                 held.append(status["job_id"])
         return len(held) >= 2 and held
-    b_jobs = wait_until(running_on_b, 60, "B's workers to hold jobs", interval=0.2)
+    # So that B dies with jobs in hand.
+    wait_until(running_on_b, 60, "B's workers to hold jobs", interval=0.2)
 
-    seed.net.kill_all("B")
+    kill = killed(lambda: seed.net.kill_all("B"))
     seed.net.cut("B")
     load.join()
 
     assert seed.master_seen_by("A") == seed.addr["A"]
     client = seed.redis("A")
     accepted = load.accepted()
-    wait_recorded(client, accepted)
-    ledger = client.hgetall("foodapp:ledger")
-    lost = accepted - set(ledger)
-    summary("host B dies", load, f", lost: {len(lost)}, B held {len(b_jobs)} running jobs")
+    lost = wait_recorded(client, accepted)
+    runs = read_runs(client, accepted)
+    # The sweep counts a crash for each job a dead worker was running, before giving it back.
+    crashed = {job_id for job_id, run in runs.items() if run.crashes}
+    summary("host B dies", load, f", lost: {len(lost)} {sorted(lost)[:10]}, {report(runs)}, "
+                                 f"B was running {len(crashed)} when it died")
     assert not lost
-    for job_id in b_jobs:
-        assert job_id in ledger, "a job B was running when it died was not run again"
+    assert crashed, "the sweep counted no job B was running when it died"
+    # B's running jobs ran once on B and once more on A; everything else exactly once.
+    assert counts(runs) == {job_id: 2 if job_id in crashed else 1 for job_id in accepted}, \
+        {job_id: (run.starts, run.crashes) for job_id, run in runs.items() if len(run) != 1 + (job_id in crashed)}
+    assert_reruns_only_after_crashes(runs)
+    assert_reruns_only_at_kills(runs, [kill])
     assert_honest(load)
 
 
 def test_host_a_dies_b_is_promoted_and_takes_over(seed):
     load = Load(seed.proxy_url, 400).start()
     wait_until(lambda: load.sent() >= 100, 60, "100 orders to be answered")
-    killed_at = time.monotonic()
-    seed.net.kill_all("A")
-    seed.net.cut("A")
 
-    promoted = wait_until(lambda: seed.master_seen_by("B") == seed.addr["B"] and seed.master_seen_by("C") == seed.addr["B"],
-                          60, "the sentinels on B and C to promote B's replica", interval=0.2)
-    print(f"\nhost A dies: B promoted {time.monotonic() - killed_at:.1f} s after the kill")
-    assert promoted
+    def die():
+        seed.net.kill_all("A")
+        seed.net.cut("A")
+    kill = killed(die)
+
+    wait_until(lambda: seed.master_seen_by("B") == seed.addr["B"] and seed.master_seen_by("C") == seed.addr["B"],
+               60, "the sentinels on B and C to promote B's replica", interval=0.2)
+    print(f"\nhost A dies: B promoted {time.time() - kill[1]:.1f} s after the kill")
     load.join()
 
+    # B takes the traffic: once the proxy finds it ready again, every order is accepted.
+    wait_until(lambda: seed._answers(f"{seed.proxy_url}/readyz"), 60, "the proxy to route to B again", interval=0.2)
+    later = Load(seed.proxy_url, 40).start().join()
+
     client = seed.redis("B")
-    accepted = load.accepted()
-    after_kill = [body for status, body in load.answers.values() if status == 202]
-    assert after_kill, "no order was accepted"
-    wait_recorded(client, accepted)
-    lost = accepted - set(client.hkeys("foodapp:ledger"))
-    summary("host A dies", load, f", lost: {len(lost)}")
+    accepted = load.accepted() | later.accepted()
+    # Orders in flight through the failover: B's web held them (enqueue.retry_seconds) until
+    # B's Redis was promoted, then answered 202.
+    through = [body["job_id"] for status, body, _, answered in load.answers.values()
+               if status == 202 and answered > kill[1]]
+    lost = wait_recorded(client, accepted)
+    runs = read_runs(client, accepted)
+    summary("host A dies", load, f", lost: {len(lost)} {sorted(lost)[:10]}, {report(runs)}, "
+                                 f"accepted after the kill: {len(through)} in flight, {len(later.accepted())} "
+                                 f"of {later.count} sent once B took over")
     assert not lost
+    assert through, "no order was answered 202 after the kill: none got through the failover"
+    assert len(later.accepted()) == later.count, later.refused()[:5]
+    assert_reruns_only_at_kills(runs, [kill])
+    assert counts({job_id: runs[job_id] for job_id in later.accepted()}) == dict.fromkeys(later.accepted(), 1)
     assert_honest(load)
-    # The proxy sends the new orders to B, whose web and workers carry on.
-    status, _, body = http("GET", f"{seed.proxy_url}/comer/despues")
-    assert status == 202, body
-    wait_until(lambda: client.hexists("foodapp:ledger", body["job_id"]), 60, "an order after the failover to be done")
 
 
 def test_a_partitioned_master_acknowledges_nothing_and_nothing_is_lost_after_healing(seed):
     before = Load(seed.proxy_url, 60).start().join()
-    seed.net.partition("A", ["B", "C"])
+    # The partition is the drill's kill: it takes the master away from B's workers.
+    kill = killed(lambda: seed.net.partition("A", ["B", "C"]))
 
     # Clients that still reach A: A's Redis is cut off from its replica, so no order may get
     # a 202 there (each one is retried enqueue.retry_seconds, then refused).
@@ -296,14 +335,18 @@ def test_a_partitioned_master_acknowledges_nothing_and_nothing_is_lost_after_hea
     # A's /readyz says so too, and the front proxy stops sending it traffic.
     wait_until(lambda: http("GET", f"{seed.web('A')}/readyz", timeout=5)[0] == 503, 30, "A's /readyz to say not ready")
 
+    # What A's workers ran on the cut-off master: lost from the timelines when A rejoins.
+    on_old_master = read_runs(seed.redis("A"), before.accepted())
     seed.net.heal("A", ["B", "C"])
     wait_until(lambda: seed.info("A").get("role") == "slave" and seed.info("A").get("master_host") == seed.addr["B"],
                90, "A's old master to come back as B's replica", interval=0.5)
 
     accepted = before.accepted() | on_b.accepted()
+    assert on_b.accepted(), "B accepted no order after its promotion"
     client = seed.redis("B")
-    wait_recorded(client, accepted)
-    lost = accepted - set(client.hkeys("foodapp:ledger"))
+    lost = wait_recorded(client, accepted)
+    runs = merge(read_runs(client, accepted), on_old_master)
     print(f"\npartition: A refused {len(on_a.refused())} of {len(on_a.answers)} orders; "
-          f"B accepted {len(on_b.accepted())}; lost after healing: {len(lost)}")
+          f"B accepted {len(on_b.accepted())}; lost after healing: {len(lost)} {sorted(lost)[:10]}; {report(runs)}")
     assert not lost
+    assert_reruns_only_at_kills(runs, [kill])
