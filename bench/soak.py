@@ -19,6 +19,8 @@ At the end, once every accepted job is finished (bounded wait), it checks:
   its totals match the accepted orders item by item;
 - no job is stuck: every accepted job (reports too) is ``done``; no queue, delay queue,
   dead-letter queue, message hash or worker's ack set holds anything;
+- every accepted job started (its timeline's ``started`` events) at most once more than the
+  crashes its status counts: only a job a killed worker was running may run again;
 - the status API agrees for a sample of jobs and menus;
 - RSS of the never-killed processes, after warm-up and at the end: printed; only gross
   growth (more than 50 % and more than 30 MB) fails ``make soak``.
@@ -49,6 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.hosts import Host  # noqa: E402
+from tests.runs import read_runs, report, rerun  # noqa: E402
 from tests.servers import RedisServer, http, wait_until  # noqa: E402
 
 FOODS = ("pimiento", "pepino", "tomate", "salmon", "zanahoria", "platano", "paella", "jamón")
@@ -445,26 +448,19 @@ def check(client, urls, accepted, states, rng):
     if accepted.unexpected:
         failures.append(f"{len(accepted.unexpected)} unexpected answer(s): {accepted.unexpected[:5]}")
 
-    # How often jobs ran: crashes (a kill -9 mid-job) and runs beyond one per crash.
-    runs = crashes = 0
-    reruns_without_crash = []
-    job_ids = sorted(accepted.jobs)
-    for start in range(0, len(job_ids), 500):
-        chunk = job_ids[start:start + 500]
-        with client.pipeline(transaction=False) as pipe:
-            for job_id in chunk:
-                pipe.lrange(f"foodapp:job:{job_id}:events", 0, -1)
-                pipe.hget(f"foodapp:job:{job_id}", "crashes")
-            replies = pipe.execute()
-        for job_id, events, crashed in zip(chunk, replies[::2], replies[1::2]):
-            started = sum(1 for event in events if json.loads(event).get("event") == "started")
-            crashed = int(crashed or 0)
-            runs += started
-            crashes += crashed
-            if started > crashed + 1:
-                reruns_without_crash.append(job_id)
-    figures.update(runs=runs, crashes=crashes, reruns_without_crash=len(reruns_without_crash))
-    figures["reruns_without_crash_sample"] = reruns_without_crash[:5]
+    # How often jobs ran: the started events of each timeline. The ledger ignores a second
+    # run, so this is where a job run twice shows. A kill -9 mid-job counts a crash (the sweep)
+    # and allows one more start; any start beyond that is a job run twice.
+    runs = read_runs(client, accepted.jobs)
+    beyond = sorted(job_id for job_id, run in runs.items() if len(run) > run.crashes + 1)
+    if beyond:
+        failures.append(f"{len(beyond)} job(s) started more often than once per crash, plus once: "
+                        + "; ".join(f"{job_id}: {len(runs[job_id])} starts, {runs[job_id].crashes} crash(es)"
+                                    for job_id in beyond[:10]))
+    figures.update(runs=sum(len(run) for run in runs.values()),
+                   crashes=sum(run.crashes for run in runs.values()),
+                   rerun=rerun(runs), reruns_without_crash=len(beyond),
+                   reruns_without_crash_sample=beyond[:5], runs_report=report(runs))
     return failures, figures
 
 
@@ -497,12 +493,12 @@ def soak(config, workdir, log=print):
     log(f"soak: {config.seconds:g} s, {config.workers} workers + {config.batch} batch worker(s) "
         f"x {config.threads} threads, {config.clients} clients at {config.rate:g} requests/s, "
         f"kill -9 every {config.kill_every[0]:g}-{config.kill_every[1]:g} s, seed {config.seed}; logs in {workdir}")
-    redis_server = RedisServer(workdir).start()
-    host = None
+    redis_server = RedisServer(workdir)
+    host = Host(workdir, "soak", redis_server.url, workers=config.workers, batch=config.batch,
+                threads=config.threads, settings={"kitchen.preparation_seconds": str(config.preparation_seconds)})
     try:
-        host = Host(workdir, "soak", redis_server.url, workers=config.workers, batch=config.batch,
-                    threads=config.threads,
-                    settings={"kitchen.preparation_seconds": str(config.preparation_seconds)}).start()
+        redis_server.start()
+        host.start()
         client = redis_server.client()
         urls = [f"http://127.0.0.1:{port}" for port in host.web_ports]
         accepted, kills, stop = Accepted(), [], threading.Event()
@@ -552,8 +548,7 @@ def soak(config, workdir, log=print):
         return Result(config, failures, rss_failures, rss, accepted, kills, figures,
                       load_seconds, drain_seconds, time.monotonic() - began, workdir)
     finally:
-        if host is not None:
-            host.stop()
+        host.stop()
         redis_server.stop()
 
 
@@ -568,7 +563,7 @@ def summary(result):
         f"  requests accepted: {dict(a.requests)}; every answer: {dict(sorted(a.answers.items()))}",
         f"  resent {a.resent} (lost answer or 503), replayed {a.replayed}, never answered {len(a.unresolved)}",
         f"  jobs accepted: {len(a.jobs)} {dict(by_queue)}; ledger entries: {result.figures.get('ledger entries')}",
-        f"  runs: {result.figures.get('runs')}, crashes (kill -9 mid-job): {result.figures.get('crashes')}, "
+        f"  {result.figures.get('runs_report')}; crashes (kill -9 mid-job): {result.figures.get('crashes')}; "
         f"runs beyond one per crash: {result.figures.get('reruns_without_crash')} "
         f"{result.figures.get('reruns_without_crash_sample') or ''}",
         f"  kill -9: {len(result.kills)} {dict(Counter(program for _, program, _ in result.kills))}",
@@ -583,7 +578,8 @@ def summary(result):
         lines.append("FAILED guarantees:")
         lines += [f"  - {failure}" for failure in result.failures]
     else:
-        lines.append("guarantees held: one ledger entry per accepted order, none other; no job stuck")
+        lines.append("guarantees held: one ledger entry per accepted order, none other; no job stuck; "
+                     "no job started more than once per crash, plus once")
     if result.rss_failures:
         lines.append(f"RSS grew grossly (> {c.rss_max_percent:g} % and > {c.rss_max_mb:g} MB):")
         lines += [f"  - {failure}" for failure in result.rss_failures]
