@@ -54,11 +54,14 @@ def shot(page, name):
 @pytest.fixture
 def site(tmp_path, redis_server, monkeypatch):
     """Real waitress on a private Redis; the test's own broker to make dead letters."""
-    web = Web(tmp_path, redis_server.url).start()
-    monkeypatch.setenv("FOODAPP_REDIS_URL", redis_server.url)
-    make_app()
-    yield web
-    web.stop()
+    web = Web(tmp_path, redis_server.url)
+    try:
+        web.start()
+        monkeypatch.setenv("FOODAPP_REDIS_URL", redis_server.url)
+        make_app()
+        yield web
+    finally:
+        web.stop()
 
 
 def dead_letter(redis_server, tmp_path, items):
@@ -66,8 +69,9 @@ def dead_letter(redis_server, tmp_path, items):
     broker = dramatiq.get_broker()
     for item in items:
         broker.enqueue(dramatiq.Message(queue_name="comer", actor_name="no_such_actor", args=(item,), kwargs={}, options={}))
-    worker = Worker(tmp_path, redis_server.url, queues=("comer",)).start()
+    worker = Worker(tmp_path, redis_server.url, queues=("comer",))
     try:
+        worker.start()
         wait_until(lambda: redis_server.client().zcard("dramatiq:comer.XQ") == len(items), 60, "the dead letters")
     finally:
         worker.stop()
@@ -155,8 +159,9 @@ def test_production_asks_for_a_login(tmp_path, redis_server, browser):
     ini.write_text((Path(__file__).resolve().parent.parent / "testing.ini").read_text()
                    .replace("dashboard.login_required = false", "dashboard.login_required = true"))
     web = Web(tmp_path, redis_server.url, ini=ini, env={
-        "FOODAPP_DASHBOARD_USERNAME": "jefe", "FOODAPP_DASHBOARD_PASSWORD_HASH": secret_hash}).start()
+        "FOODAPP_DASHBOARD_USERNAME": "jefe", "FOODAPP_DASHBOARD_PASSWORD_HASH": secret_hash})
     try:
+        web.start()
         from playwright.sync_api import Error
 
         for credentials, expected in ((None, 401), ({"username": "jefe", "password": "mal"}, 401),

@@ -44,8 +44,9 @@ def test_every_route_is_in_the_openapi_document_and_nothing_else(app):
 
 
 def test_schemathesis_finds_no_5xx_and_no_answer_the_document_does_not_describe(tmp_path, redis_server):
-    web = Web(tmp_path, redis_server.url).start()
+    web = Web(tmp_path, redis_server.url)
     try:
+        web.start()
         result = subprocess.run(
             [BIN / "schemathesis", "run", f"{web.url}/openapi.json", "--max-examples", "25",
              "--generation-deterministic", "--request-timeout", "10",
@@ -119,8 +120,9 @@ def assert_answer(response, client, name):
 
 
 def test_a_body_over_the_limit_is_refused_by_waitress(tmp_path, redis_server):
-    web = Web(tmp_path, redis_server.url).start()
+    web = Web(tmp_path, redis_server.url)
     try:
+        web.start()
         huge = json.dumps([{"comer": "pan"}] * 80000).encode()  # about 1.3 MB > max_request_body_size
         status, _, _ = http("POST", f"{web.url}/menu", headers={"Content-Type": "application/json"}, body=huge)
         assert status == 413
@@ -130,8 +132,9 @@ def test_a_body_over_the_limit_is_refused_by_waitress(tmp_path, redis_server):
 
 
 def test_an_idle_connection_is_closed_after_channel_timeout(tmp_path, redis_server):
-    web = Web(tmp_path, redis_server.url).start()
+    web = Web(tmp_path, redis_server.url)
     try:
+        web.start()
         with socket.create_connection(("127.0.0.1", web.port), timeout=30) as sock:
             sock.sendall(b"GET /comer/pan HTTP/1.1\r\nHost: x\r\n")  # and then nothing
             started = time.monotonic()

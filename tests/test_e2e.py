@@ -10,10 +10,12 @@ pytestmark = pytest.mark.e2e
 
 
 def test_the_seeds_eighteen_curls_are_all_done_fifo_per_queue(tmp_path, redis_server):
-    web = Web(tmp_path, redis_server.url).start()
+    web = Web(tmp_path, redis_server.url)
     # One worker thread: each queue must run in the order the orders came in.
-    worker = Worker(tmp_path, redis_server.url, threads=1).start()
+    worker = Worker(tmp_path, redis_server.url, threads=1)
     try:
+        web.start()
+        worker.start()
         sent = {"comer": [], "beber": []}
         for queue, item in SEED:
             status, headers, body = http("GET", f"{web.url}/{queue}/{item}")

@@ -19,18 +19,20 @@ def test_the_app_starts_and_answers_503_when_redis_is_down(monkeypatch):
 
 
 def test_everything_works_again_when_redis_comes_back(tmp_path, monkeypatch):
-    server = RedisServer(tmp_path).start()
-    monkeypatch.setenv("FOODAPP_REDIS_URL", server.url)
-    app = make_app()
-    before = app.get("/comer/pimiento", status=202).json
-
-    server.kill()
-    app.get("/comer/pepino", status=503)
-    app.get("/readyz", status=503)
-
+    first = RedisServer(tmp_path)
     # The same port, a new server with nothing in it (testing Redis keeps nothing on disk).
-    server = RedisServer(tmp_path, port=server.port).start()
+    server = RedisServer(tmp_path, port=first.port)
     try:
+        first.start()
+        monkeypatch.setenv("FOODAPP_REDIS_URL", first.url)
+        app = make_app()
+        before = app.get("/comer/pimiento", status=202).json
+
+        first.kill()
+        app.get("/comer/pepino", status=503)
+        app.get("/readyz", status=503)
+
+        server.start()
         after = app.get("/comer/tomate", status=202).json
         assert app.get("/readyz", status=200).json["ready"] is True
         assert app.get(after["status_url"]).json["state"] == "queued"
@@ -39,4 +41,5 @@ def test_everything_works_again_when_redis_comes_back(tmp_path, monkeypatch):
         assert len(stored) == 1 and b"tomate" in next(iter(stored.values()))
         assert before["job_id"] != after["job_id"]
     finally:
+        first.stop()
         server.stop()

@@ -42,8 +42,9 @@ def test_the_ops_page_at_100000_jobs_uses_no_keys(tmp_path, redis_server):
     client = redis_server.client()
     client.eval(SEED, 0, 100_000, int(time.time() * 1000))
     assert client.llen("dramatiq:comer") == 100_000
-    web = Web(tmp_path, redis_server.url).start()
+    web = Web(tmp_path, redis_server.url)
     try:
+        web.start()
         before = keys_calls(client)
         status, ops_seconds = timed_get(f"{web.url}/ops")
         assert status == 200
