@@ -31,7 +31,8 @@ def test_metrics_count_every_process_work_from_redis(app, broker, worker):
     queued = samples(app)
     assert value(queued, "foodapp_queue_depth", queue="comer") == 3
     assert value(queued, "foodapp_queue_delayed", queue="beber") == 1
-    assert value(queued, "foodapp_enqueue_seconds_count") >= 4
+    # This process's own histogram: earlier tests in the same process counted theirs too.
+    assert value(queued, "foodapp_enqueue_seconds_count") - value(empty, "foodapp_enqueue_seconds_count") == 4
 
     def broken(item):
         raise ValueError(item)
@@ -50,5 +51,5 @@ def test_metrics_count_every_process_work_from_redis(app, broker, worker):
     assert value(done, "foodapp_job_duration_seconds_count", queue="comer") == 5
     assert value(done, "foodapp_job_duration_seconds_bucket", queue="comer", le="+Inf") == 5
     assert value(done, "foodapp_redis_master", role="master") == 1
-    assert value(done, "foodapp_workers") >= 1
+    assert value(done, "foodapp_workers") == 1
     assert value(done, "foodapp_jobs_in_flight", queue="comer") == 0
