@@ -5,6 +5,7 @@ followed without a restart), the middleware, and the broker; sets it as Dramatiq
 broker; and declares the actors and their queues on it. The web app and the workers both
 call it, so they can never disagree about where Redis is or how jobs are stored.
 """
+import itertools
 import logging
 import os
 import socket
@@ -20,7 +21,6 @@ from dramatiq.middleware import (
     Callbacks,
     CurrentMessage,
     Pipelines,
-    Retries,
     ShutdownNotifications,
     TimeLimit,
 )
@@ -29,6 +29,7 @@ from redis.sentinel import Sentinel
 
 from foodapp import jobs
 from foodapp.consumer import FifoConsumer, Holdings
+from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable
 from foodapp.heartbeat import Heartbeat
 from foodapp.replicas import ReplicaPolicy
 from foodapp.status import JobStatus
@@ -62,22 +63,6 @@ class IdempotencyConflict(Exception):
     def __init__(self, key):
         super().__init__(key)
         self.key = key
-
-
-class NotReplicated(redis.RedisError):
-    """The master stored the job but too few replicas acknowledged it in time."""
-
-
-# Errors after which an enqueue may be tried again: the server is down or unreachable, a
-# failover is under way (no master yet, or the old master is now a read-only replica), or
-# the master refuses writes because it lost its replicas (min-replicas-to-write).
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, NotReplicated)
-
-
-def _is_retryable(error):
-    return isinstance(error, RETRYABLE) or (
-        isinstance(error, redis.ResponseError) and str(error).startswith(("NOREPLICAS", "LOADING", "MASTERDOWN"))
-    )
 
 
 def make_client(settings):
@@ -141,6 +126,9 @@ class FoodBroker(RedisBroker):
         self.requeue_script = client.register_script(jobs.lua("requeue"))
         self.holdings = Holdings()
         self.replicas = ReplicaPolicy(settings, client)
+        #: True in a worker process (durable.HoldOn): a write is tried until Redis takes
+        #: it, never given up after enqueue.retry_seconds (see foodapp/durable.py).
+        self.holds_on = False
 
     @property
     def consumer_class(self):
@@ -194,7 +182,9 @@ class FoodBroker(RedisBroker):
                                  "created_at": jobs.now()})
         head = [self.settings.jobs_status_ttl, len(prepared), fingerprint,
                 self.settings.orders_idempotency_ttl, answer, batch]
-        outcome, detail = self._store(keys, head + args)
+        what = "storing job " + ", ".join(message.message_id for message, _, _ in prepared[:3]) + (
+            f" and {len(prepared) - 3} more" if len(prepared) > 3 else "")
+        outcome, detail = self._store(keys, head + args, what)
         if outcome == b"replay":
             raise Replay(detail.decode())
         if outcome == b"conflict":
@@ -233,22 +223,27 @@ class FoodBroker(RedisBroker):
         status = jobs.encode({name: value for name, value in fields.items() if value is not None})
         return keys, [message.options["redis_message_id"], message.encode(), event, status]
 
-    def _store(self, keys, args):
+    def _store(self, keys, args, what):
+        attempts = itertools.count()
+
+        def attempt():
+            if next(attempts):
+                # Tried before: the master may be a new one. Load our script first (a
+                # promoted replica has none), and ask the Sentinels how many replicas it
+                # has, so neither costs this attempt a whole replica WAIT timeout.
+                self._enqueue.sha = self.client.script_load(self._enqueue.script)
+                self.replicas.refresh()
+            return self._store_once(keys, args)
+
+        if self.holds_on:
+            return hold_on(what, attempt)
         deadline = time.monotonic() + self.settings.enqueue_retry_seconds
         pause = 0.05
-        retry = False
         while True:
             try:
-                if retry:
-                    # The master may be a new one: load our script first (a promoted
-                    # replica has none), and ask the Sentinels how many replicas it has,
-                    # so neither costs the attempt a whole replica WAIT timeout.
-                    self._enqueue.sha = self.client.script_load(self._enqueue.script)
-                    self.replicas.refresh()
-                return self._store_once(keys, args)
+                return attempt()
             except redis.RedisError as error:
-                retry = True
-                if not _is_retryable(error):
+                if not is_retryable(error):
                     raise
                 if time.monotonic() + pause > deadline:
                     raise EnqueueUnavailable(
@@ -302,6 +297,7 @@ def make_middleware(settings):
             min_backoff=settings.jobs_min_backoff_ms,
             max_backoff=settings.jobs_max_backoff_ms,
         ),
+        HoldOn(),
         CurrentMessage(),
         Heartbeat(
             interval=settings.workers_heartbeat_interval,

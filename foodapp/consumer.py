@@ -27,6 +27,8 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from redis.exceptions import NoScriptError
 
+from foodapp.durable import hold_on
+
 log = logging.getLogger(__name__)
 
 _fetch_order = itertools.count()
@@ -77,25 +79,33 @@ class FifoConsumer(_RedisConsumer):
         return self.broker.holdings.held(self.queue_name)
 
     def ack(self, message):
+        rid = message.options["redis_message_id"]
         change = getattr(message, "_foodapp_done", None)
-        if change is None:
-            super().ack(message)
-        else:
-            # The job succeeded: ack it and record it done in one call (see JobStatus).
-            rid = message.options["redis_message_id"]
-            try:
-                self.broker.jobs.finish(acks_key(self.broker, self.queue_name),
-                                        f"{self.broker.namespace}:{self.queue_name}.msgs", rid, change)
-            except redis.ConnectionError as error:
-                raise ConnectionClosed(error) from None
-            finally:
-                self.queued_message_ids.discard(message.message_id)
-        self._held.discard(message.options["redis_message_id"])
+        try:
+            # Held on to through a failover: the message stays in our hands (and in our
+            # ack set) until Redis takes its ack; Dramatiq's own retry only covers
+            # connection errors, and only every 5 s.
+            if change is None:
+                hold_on(f"acknowledging job {message.message_id}",
+                        lambda: self.broker.do_ack(self.queue_name, rid))
+            else:
+                # The job succeeded: ack it and record it done in one call (see JobStatus).
+                hold_on(f"recording job {message.message_id} done", lambda: self.broker.jobs.finish(
+                    acks_key(self.broker, self.queue_name), f"{self.broker.namespace}:{self.queue_name}.msgs",
+                    rid, change))
+        finally:
+            self.queued_message_ids.discard(message.message_id)
+        self._held.discard(rid)
         self._acked.set()
 
     def nack(self, message):
-        super().nack(message)
-        self._held.discard(message.options["redis_message_id"])
+        # Moving the message to the dead letters, held on to like an ack.
+        rid = message.options["redis_message_id"]
+        try:
+            hold_on(f"dead-lettering job {message.message_id}", lambda: self.broker.do_nack(self.queue_name, rid))
+        finally:
+            self.queued_message_ids.discard(message.message_id)
+        self._held.discard(rid)
         self._acked.set()
 
     def requeue(self, messages):
@@ -103,8 +113,13 @@ class FifoConsumer(_RedisConsumer):
         if not messages:
             return
         ids = [message.options["redis_message_id"] for message in messages]
-        _give_back(self.broker, self.queue_name, ids)
-        self._held.difference_update(ids)
+        try:
+            _give_back(self.broker, self.queue_name, ids)
+        except redis.ConnectionError as error:
+            # Still in our ack set: the next consumer's orphan check gives them back.
+            raise ConnectionClosed(error) from None
+        finally:
+            self._held.difference_update(ids)
 
     def close(self):
         # Fetched but never handed to the worker: this consumer object goes, and its cache

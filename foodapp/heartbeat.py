@@ -12,6 +12,8 @@ worker busy with a long job looks dead; and it gives a dead worker's jobs back o
    running on a dead worker ``jobs.max_crashes`` times goes to the dead-letter queue.
 
 So a job held by a worker killed with ``kill -9`` runs again within timeout + interval.
+After a time when nobody could reach Redis (a failover, say), every worker is given a whole
+timeout to beat again before it counts as dead (see sweep.lua).
 
 (The jobs Redis lists as held by a live worker that does not hold them, after a failover
 lost its acknowledgements, say, are given back by that worker's consumers: see consumer.py.)
@@ -28,6 +30,9 @@ from dramatiq.middleware import Middleware
 from foodapp import jobs
 
 log = logging.getLogger(__name__)
+
+#: When the last sweep ran, and when sweeping resumed after Redis was out of reach (ms).
+SWEEP_CLOCK = "foodapp:sweep"
 
 
 class Heartbeat(Middleware):
@@ -91,13 +96,15 @@ class Heartbeat(Middleware):
 
     def sweep(self, broker):
         return self._sweep(
-            keys=[broker.namespace, jobs.STATUS_PREFIX, jobs.WORKER_PREFIX],
+            keys=[broker.namespace, jobs.STATUS_PREFIX, jobs.WORKER_PREFIX, SWEEP_CLOCK],
             args=[
                 int(time.time() * 1000),
                 int(self.timeout * 1000),
                 self.max_crashes,
                 broker.settings.jobs_status_ttl,
                 broker.settings.jobs_dead_letter_ttl * 1000,
+                # No sweep for half a timeout: Redis was out of reach, and nobody could beat.
+                int(self.timeout * 500),
                 *sorted(broker.queues),
             ],
         )

@@ -93,7 +93,11 @@ class JobStore:
 
         Takes what ``change`` does; returns 1 if the job moved, 0 if it was left alone.
         """
-        keys, args = self.change(job_id, state, **change)
+        return self.apply(self.change(job_id, state, **change))
+
+    def apply(self, change):
+        """Make a change built by ``change()``; 1 if the job moved, 0 if it was left alone."""
+        keys, args = change
         return self._transition(keys=keys, args=args)
 
     def change(self, job_id, state, *, event, only_from="", only_worker="", counts=(), **fields):

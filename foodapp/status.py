@@ -15,13 +15,16 @@ import time
 from dramatiq.middleware import Middleware
 
 from foodapp import jobs
+from foodapp.durable import hold_on
 
 
 class JobStatus(Middleware):
 
     def before_process_message(self, broker, message):
         message._foodapp_started = time.monotonic()
-        broker.jobs.transition(
+        # Held on to through a failover: a job starts only once its status says running
+        # (the sweep's crash count relies on it).
+        hold_on(f"marking job {message.message_id} running", lambda: broker.jobs.transition(
             message.message_id, "running",
             event="started",
             started_at=jobs.now(),
@@ -29,7 +32,7 @@ class JobStatus(Middleware):
             worker_name=broker.worker_name,
             worker_pid=os.getpid(),
             retries=message.options.get("retries", 0),
-        )
+        ))
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         queue = message.queue_name
@@ -50,25 +53,27 @@ class JobStatus(Middleware):
             self._finished(broker, message, state, f"{type(exception).__name__}: {exception}")
         else:
             # Retries has already re-enqueued it as "retrying"; keep this attempt's error.
-            broker.jobs.transition(
+            change = broker.jobs.change(
                 message.message_id, "retrying",
                 event="error", only_from="retrying",
                 counts=[*jobs.outcome(queue, "retried"), *jobs.duration(queue, self._run_time(message))],
                 error=f"{type(exception).__name__}: {exception}",
             )
+            hold_on(f"recording the error of job {message.message_id}", lambda: broker.jobs.apply(change))
 
     def after_skip_message(self, broker, message):
         if message.failed:
             self._finished(broker, message, "dead", "skipped: the job was too old or rejected by a middleware")
 
     def _finished(self, broker, message, state, error):
-        broker.jobs.transition(
+        change = broker.jobs.change(
             message.message_id, state,
             event=state, only_from="running", only_worker=broker.broker_id,
             counts=[*jobs.outcome(message.queue_name, state),
                     *jobs.duration(message.queue_name, self._run_time(message))],
             finished_at=jobs.now(), error=error,
         )
+        hold_on(f"recording job {message.message_id} {state}", lambda: broker.jobs.apply(change))
 
     @staticmethod
     def _run_time(message):

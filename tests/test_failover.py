@@ -1,4 +1,5 @@
 """Failover under load: kill -9 the Redis master while orders pour in; no 202'd job is lost."""
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,103 +18,225 @@ KILL_AFTER = 600
 
 @pytest.fixture
 def replicated(tmp_path):
-    redis_ = ReplicatedRedis(tmp_path).start()
-    yield redis_
-    redis_.stop()
+    redis_ = ReplicatedRedis(tmp_path)
+    try:
+        yield redis_.start()
+    finally:
+        redis_.stop()
 
 
-def production_like_ini(tmp_path):
+@pytest.fixture
+def slow_failover(tmp_path):
+    """Sentinel's down-after at 9 s: the master is missed for 9 s before the failover starts."""
+    redis_ = ReplicatedRedis(tmp_path, down_after_ms=9000, failover_timeout_ms=20000)
+    try:
+        yield redis_.start()
+    finally:
+        redis_.stop()
+
+
+def production_like_ini(tmp_path, **settings):
     ini = tmp_path / "failover.ini"
     ini.write_text(set_ini(
         TESTING_INI.read_text(),
         **{"enqueue.replicas": "1", "enqueue.retry_seconds": "6", "enqueue.replica_timeout_ms": "500",
-           "kitchen.preparation_seconds": "0"},
+           "kitchen.preparation_seconds": "0", **settings},
     ))
     return ini
 
 
-def test_killing_the_master_under_load_loses_no_accepted_job(tmp_path, replicated):
-    ini = production_like_ini(tmp_path)
-    env = {"FOODAPP_REDIS_SENTINELS": replicated.sentinel_setting}
-    web = Web(tmp_path, "redis://unused:1/0", ini=ini, env=env).start()
-    workers = [Worker(tmp_path, "redis://unused:1/0", ini=ini, env=env, threads=2, name=f"worker{i}").start()
-               for i in range(2)]
-    ready = http("GET", f"{web.url}/readyz")[2]
-    assert ready["ready"] and ready["redis"]["master"].endswith(f":{replicated.master.port}"), ready
+def runs_per_job(client, job_ids):
+    """{job_id: (wall-clock times of its `started` events, how many of its runs raised)}.
 
+    A run that raised (an `error` event) is retried: the start after it is no re-run.
+    """
+    runs = {}
+    job_ids = sorted(job_ids)
+    for first in range(0, len(job_ids), 500):
+        chunk = job_ids[first:first + 500]
+        with client.pipeline(transaction=False) as pipe:
+            for job_id in chunk:
+                pipe.lrange(f"foodapp:job:{job_id}:events", 0, -1)
+            for job_id, events in zip(chunk, pipe.execute()):
+                events = [json.loads(event) for event in events]
+                runs[job_id] = ([float(e["at"]) for e in events if e["event"] == "started"],
+                                sum(1 for e in events if e["event"] == "error"))
+    return runs
+
+
+def master_kill_drill(tmp_path, replicated, *, orders, kill_after, settings, workers=2, threads=2):
+    """Orders pour in through one web process; after ``kill_after`` answers the master gets
+    kill -9. Returns what the drill saw, once every accepted job is in the ledger."""
+    ini = production_like_ini(tmp_path, **settings)
+    env = {"FOODAPP_REDIS_SENTINELS": replicated.sentinel_setting}
+    processes = []
     results = {}
     killed = threading.Event()
-    killed_at = []
+    killed_at = []  # (time.monotonic(), time.time()) of the kill
     lock = threading.Lock()
-    done_count = [0]
-
-    def send(i):
-        started = time.monotonic()
-        try:
-            status, _, body = http("GET", f"{web.url}/comer/plato{i}", timeout=30)
-        except OSError as error:
-            status, body = None, str(error)
-        finished = time.monotonic()
-        with lock:
-            results[i] = (status, body, started, finished)
-            done_count[0] += 1
-            if done_count[0] == KILL_AFTER and not killed.is_set():
-                replicated.master.kill()
-                killed_at.append(time.monotonic())
-                killed.set()
-
-    deadline = time.monotonic() + 300
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        for i in range(ORDERS):
-            assert time.monotonic() < deadline, "the load did not finish in time"
-            pool.submit(send, i)
-    assert killed.is_set()
-
-    statuses = [status for status, *_ in results.values()]
-    accepted = {body["job_id"] for status, body, *_ in results.values() if status == 202}
-    unavailable = [r for r in results.values() if r[0] == 503]
-    assert set(statuses) <= {202, 503}, {s for s in statuses if s not in (202, 503)}
-    for status, body, *_ in unavailable:
-        assert body["error"] == "redis_unavailable"
-    first_after_kill = min((finished for status, _, _, finished in results.values()
-                            if status == 202 and finished > killed_at[0]), default=None)
-    assert first_after_kill is not None, "no enqueue was accepted after the failover"
-
-    new_master = wait_until(lambda: replicated.master_port() not in (None, replicated.master.port)
-                            and replicated.master_port(), 30, "a new master")
-    assert new_master == replicated.replica.port
-    client = replicated.master_client()
-    ready = wait_until(lambda: (r := http("GET", f"{web.url}/readyz")[2]).get("redis", {}).get("last_failover") and r,
-                       30, "/readyz to report the failover")
-    assert ready["redis"]["master"] == f"127.0.0.1:{new_master}"
-    assert ready["redis"]["last_failover"]["master"] == f"127.0.0.1:{new_master}"
-    assert ready["redis"]["last_failover"]["previous"] == f"127.0.0.1:{replicated.master.port}"
-
-    def all_recorded():
-        return accepted <= set(client.hkeys("foodapp:ledger"))
-    wait_until(all_recorded, 180, "every accepted job to be in the ledger", interval=0.5)
-    lost = accepted - set(client.hkeys("foodapp:ledger"))
-    print(f"\nfailover under load: {len(results)} orders, {len(accepted)} accepted (202), "
-          f"{len(unavailable)} answered 503, lost: {len(lost)}; "
-          f"kill -9 -> first accepted enqueue: {first_after_kill - killed_at[0]:.2f} s "
-          f"(down-after-milliseconds {replicated.down_after_ms})")
-    assert not lost
-    assert client.hlen("foodapp:ledger") == len(set(client.hkeys("foodapp:ledger")))
-    # The workers followed the new master without a restart.
-    assert all(worker.alive() for worker in workers)
-
-    # The old master comes back, and the Sentinels make it a replica of the new one.
-    old = RedisServer(tmp_path, port=replicated.master.port).start()
     try:
-        wait_until(lambda: old.client().info("replication").get("role") == "slave", 60,
-                   "the old master to come back as a replica")
-        wait_until(lambda: old.client().info("replication").get("master_port") == new_master, 30,
-                   "the old master to follow the new one")
+        web = Web(tmp_path, "redis://unused:1/0", ini=ini, env=env)
+        processes.append(web)
+        web.start()
+        for i in range(workers):
+            worker = Worker(tmp_path, "redis://unused:1/0", ini=ini, env=env, threads=threads, name=f"worker{i}")
+            processes.append(worker)
+            worker.start()
+        ready = http("GET", f"{web.url}/readyz")[2]
+        assert ready["ready"] and ready["redis"]["master"].endswith(f":{replicated.master.port}"), ready
+        # Every worker process is up (its heartbeat is in), so jobs are running at the kill.
+        wait_until(lambda: replicated.master.client().zcard("dramatiq:__heartbeats__") >= workers, 60,
+                   "the workers' heartbeats")
+
+        def send(i):
+            started = time.monotonic()
+            try:
+                status, _, body = http("GET", f"{web.url}/comer/plato{i}", timeout=60)
+            except OSError as error:
+                status, body = None, str(error)
+            finished = time.monotonic()
+            with lock:
+                results[i] = (status, body, started, finished)
+                if len(results) == kill_after and not killed.is_set():
+                    replicated.master.kill()
+                    killed_at.append((time.monotonic(), time.time()))
+                    killed.set()
+
+        deadline = time.monotonic() + 300
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for i in range(orders):
+                assert time.monotonic() < deadline, "the load did not finish in time"
+                pool.submit(send, i)
+        assert killed.is_set()
+
+        new_master = wait_until(lambda: replicated.master_port() not in (None, replicated.master.port)
+                                and replicated.master_port(), 60, "a new master")
+        assert new_master == replicated.replica.port
+        client = replicated.master_client()
+        accepted = {body["job_id"] for status, body, *_ in results.values() if status == 202}
+        # Until every accepted job is in the ledger, or nothing is left that could run:
+        # then a missing one is lost, and the check says so without waiting any longer.
+        wait_until(lambda: accepted <= set(client.hkeys("foodapp:ledger")) or not holding(client), 180,
+                   "every accepted job to be in the ledger", interval=0.5)
+        states = {}
+
+        def all_done():
+            with client.pipeline(transaction=False) as pipe:
+                for job_id in accepted:
+                    pipe.hget(f"foodapp:job:{job_id}", "state")
+                states.update(zip(accepted, pipe.execute()))
+            return all(state == "done" for state in states.values())
+        try:
+            wait_until(all_done, 60, "every accepted job's status to say done", interval=0.5)
+        except AssertionError:
+            pass  # asserted below, with the states
+        # The workers followed the new master without a restart.
+        assert all(worker.alive() for worker in processes[1:])
+        return Drill(web, results, killed_at[0], new_master, client, accepted, states,
+                     runs_per_job(client, accepted), processes)
+    except BaseException:
+        for process in processes:
+            process.stop()
+        raise
+
+
+def holding(client):
+    """Whether Redis still holds a job to run: queued, delayed, or in a worker's hands."""
+    for queue in ("comer", "beber", "batch"):
+        if client.llen(f"dramatiq:{queue}") or client.llen(f"dramatiq:{queue}.DQ"):
+            return True
+    return any(client.scard(key) for key in client.scan_iter("dramatiq:__acks__.*", count=1000))
+
+
+class Drill:
+    """What a master-kill drill saw; ``stop()`` ends its processes."""
+
+    def __init__(self, web, results, killed_at, new_master, client, accepted, states, runs, processes):
+        self.web, self.results, self.new_master, self.client = web, results, new_master, client
+        self.killed_monotonic, self.killed_wall = killed_at
+        self.accepted, self.states, self.runs, self.processes = accepted, states, runs, processes
+
+    def stop(self):
+        for process in self.processes:
+            process.stop()
+
+    def check(self, down_after_ms):
+        """Nothing lost, nothing stuck, nothing run twice but what was in flight at the kill."""
+        results = self.results
+        statuses = [status for status, *_ in results.values()]
+        unavailable = [r for r in results.values() if r[0] == 503]
+        assert set(statuses) <= {202, 503}, {s for s in statuses if s not in (202, 503)}
+        for status, body, *_ in unavailable:
+            assert body["error"] == "redis_unavailable"
+        sent_after_kill = [r for r in results.values() if r[2] > self.killed_monotonic]
+        assert sent_after_kill, "no order was sent after the kill"
+        first_after_kill = min((finished for status, _, started, finished in results.values()
+                                if status == 202 and started > self.killed_monotonic), default=None)
+        assert first_after_kill is not None, "no order sent after the kill was accepted"
+
+        ledger = set(self.client.hkeys("foodapp:ledger"))
+        lost = self.accepted - ledger
+        never_accepted = ledger - self.accepted
+        not_done = {job_id: state for job_id, state in self.states.items() if state != "done"}
+        # Runs beyond the first and the retries of runs that raised: re-runs.
+        reruns = {job_id: (starts, errors) for job_id, (starts, errors) in self.runs.items()
+                  if len(starts) > 1 + errors}
+        # A job may run again only if it was in flight at the kill: it started before it.
+        unexplained = {job_id: run for job_id, run in reruns.items() if min(run[0]) > self.killed_wall}
+        retried = sum(errors for _, errors in self.runs.values())
+        print(f"\nmaster kill -9 under load (down-after {down_after_ms} ms): {len(results)} orders, "
+              f"{len(self.accepted)} accepted (202), {len(unavailable)} answered 503, lost: {len(lost)}, "
+              f"not done: {len(not_done)}, runs: {sum(len(starts) for starts, _ in self.runs.values())} "
+              f"(retries after an error: {retried}), re-run: {len(reruns)} "
+              f"(all in flight at the kill: {not unexplained}); kill -9 -> first accepted enqueue: "
+              f"{first_after_kill - self.killed_monotonic:.2f} s")
+        assert not lost, sorted(lost)[:10]
+        # Orders that got a 503 may still have been stored (the outcome was unknown); none other.
+        unknown = {body.get("job_id") for status, body, *_ in unavailable if isinstance(body, dict)}
+        assert never_accepted <= unknown, sorted(never_accepted - unknown)[:10]
+        assert not not_done, dict(list(not_done.items())[:10])
+        assert all(self.runs[job_id][0] for job_id in self.accepted), "a done job has no started event"
+        assert not unexplained, unexplained
+        # One kill: at most one re-run per job.
+        assert all(len(starts) <= 2 + errors for starts, errors in reruns.values()), reruns
+
+
+def test_killing_the_master_under_load_loses_no_accepted_job(tmp_path, replicated):
+    drill = master_kill_drill(tmp_path, replicated, orders=ORDERS, kill_after=KILL_AFTER, settings={})
+    try:
+        drill.check(replicated.down_after_ms)
+        ready = wait_until(lambda: (r := http("GET", f"{drill.web.url}/readyz")[2]).get("redis", {}).get("last_failover")
+                           and r, 30, "/readyz to report the failover")
+        assert ready["redis"]["master"] == f"127.0.0.1:{drill.new_master}"
+        assert ready["redis"]["last_failover"]["master"] == f"127.0.0.1:{drill.new_master}"
+        assert ready["redis"]["last_failover"]["previous"] == f"127.0.0.1:{replicated.master.port}"
+
+        # The old master comes back, and the Sentinels make it a replica of the new one.
+        old = RedisServer(tmp_path, port=replicated.master.port)
+        try:
+            old.start()
+            wait_until(lambda: old.client().info("replication").get("role") == "slave", 60,
+                       "the old master to come back as a replica")
+            wait_until(lambda: old.client().info("replication").get("master_port") == drill.new_master, 30,
+                       "the old master to follow the new one")
+        finally:
+            old.stop()
     finally:
-        old.stop()
-        for worker in workers:
-            worker.stop()
-        web.stop()
+        drill.stop()
+
+
+def test_a_slow_failover_loses_no_running_job_and_leaves_none_running(tmp_path, slow_failover):
+    """Jobs running at the kill fail on their own Redis writes and must be retried; their
+    worker holds each one (and its ack-set entry) until the new master takes the retry,
+    however long the failover lasts, instead of giving up and acknowledging it."""
+    drill = master_kill_drill(
+        tmp_path, slow_failover, orders=1200, kill_after=300,
+        settings={"kitchen.preparation_seconds": "0.05"},
+    )
+    try:
+        drill.check(slow_failover.down_after_ms)
+    finally:
+        drill.stop()
 
 
 def test_readyz_shows_the_topology_it_sees(tmp_path, replicated):

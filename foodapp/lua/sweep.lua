@@ -6,19 +6,39 @@
 -- worker) counts as a crash; at max_crashes it goes to the dead-letter queue instead of
 -- killing yet another worker. Dead letters older than their TTL are dropped.
 --
--- KEYS: dramatiq namespace, job status key prefix, worker info key prefix
+-- A worker is dead when it has not beaten for the timeout while Redis could take its
+-- beats. Every sweep writes down when it ran; a sweep that finds the previous one older than
+-- the gap (Redis was down, or failing over, and nobody could beat) starts the clock again:
+-- until a whole timeout has passed since, only the workers that said they stopped (score 0)
+-- are swept. Else a failover longer than the timeout would make every worker look dead,
+-- and their running jobs would run twice.
+--
+-- KEYS: dramatiq namespace, job status key prefix, worker info key prefix, sweep clock hash
 -- ARGV: now (ms), heartbeat timeout (ms), max crashes, status ttl (s),
---       dead-letter ttl (ms), queue names...
+--       dead-letter ttl (ms), gap (ms), queue names...
 -- Returns {requeued, dead_lettered, workers_swept}
 local namespace = KEYS[1]
 local status_prefix = KEYS[2]
 local worker_prefix = KEYS[3]
+local clock = KEYS[4]
 local now = tonumber(ARGV[1])
 local timeout = tonumber(ARGV[2])
 local max_crashes = tonumber(ARGV[3])
 local status_ttl = ARGV[4]
 local dead_message_ttl = tonumber(ARGV[5])
+local gap = tonumber(ARGV[6])
+local first_queue = 7
 local heartbeats = namespace .. ":__heartbeats__"
+
+local last_sweep = tonumber(redis.call("hget", clock, "last") or now)
+local resumed = tonumber(redis.call("hget", clock, "resumed") or 0)
+if now - last_sweep > gap then
+    resumed = now
+    redis.call("hset", clock, "resumed", now)
+end
+if now > last_sweep then
+    redis.call("hset", clock, "last", now)
+end
 
 local requeued, dead_lettered, swept = 0, 0, 0
 
@@ -81,9 +101,13 @@ local function give_back(worker, queue_name, canonical)
     redis.call("del", acks)
 end
 
-local dead_workers = redis.call("zrangebyscore", heartbeats, 0, now - timeout)
+local silent_since = now - timeout
+if now - resumed < timeout then
+    silent_since = 0
+end
+local dead_workers = redis.call("zrangebyscore", heartbeats, 0, silent_since)
 for _, worker in ipairs(dead_workers) do
-    for i = 6, #ARGV do
+    for i = first_queue, #ARGV do
         give_back(worker, ARGV[i], ARGV[i])
         give_back(worker, ARGV[i] .. ".DQ", ARGV[i])
     end
@@ -92,7 +116,7 @@ for _, worker in ipairs(dead_workers) do
     swept = swept + 1
 end
 
-for i = 6, #ARGV do
+for i = first_queue, #ARGV do
     local xqueue = namespace .. ":" .. ARGV[i] .. ".XQ"
     local expired = redis.call("zrangebyscore", xqueue, 0, now - dead_message_ttl, "LIMIT", 0, 1000)
     if #expired > 0 then

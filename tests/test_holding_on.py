@@ -1,0 +1,81 @@
+"""A worker holds on to a job whose writes Redis does not take, however long that lasts; and a
+time when nobody could reach Redis does not make live workers look dead."""
+import json
+import time
+
+import dramatiq
+
+from foodapp import jobs
+from foodapp.heartbeat import SWEEP_CLOCK
+from tests.conftest import drain
+from tests.servers import wait_until
+
+
+def test_a_retry_redis_does_not_take_for_a_while_is_held_on_to_not_dropped(app, broker, worker, redis_client):
+    """Redis blocks writes for longer than enqueue.retry_seconds (0.3 s) and the client's
+    socket timeout (2 s): the worker keeps the failed job, and its retry, until Redis takes it."""
+    attempts = []
+
+    def oven(item):
+        attempts.append(item)
+        if len(attempts) == 1:
+            # Every write from now on waits 4 s (the retry's store, the ack...), then runs.
+            redis_client.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+            raise ConnectionError("the oven went out")
+        return "cooked"
+
+    actor = dramatiq.Actor(oven, broker=broker, actor_name="oven", queue_name="comer", priority=0, options={})
+    message = actor.send("pan")
+    # Reads go on during the pause (drain's queue checks are scripts, which wait).
+    wait_until(lambda: app.get(f"/api/jobs/{message.message_id}").json["state"] == "done", 60, "the job to be done")
+    drain(broker, worker, timeout=60)
+
+    job = app.get(f"/api/jobs/{message.message_id}").json
+    assert attempts == ["pan", "pan"]
+    assert job["state"] == "done" and job["result"] == "cooked" and job["retries"] == 1
+    events = [event["event"] for event in job["events"]]
+    assert events.count("started") == 2 and events.count("retrying") == 1, events
+    assert not redis_client.hlen("dramatiq:comer.msgs") and not redis_client.hlen("dramatiq:comer.DQ.msgs")
+
+
+def sweep(broker, now_ms, timeout_ms=5000):
+    script = broker.client.register_script(jobs.lua("sweep"))
+    return script(keys=[broker.namespace, jobs.STATUS_PREFIX, jobs.WORKER_PREFIX, SWEEP_CLOCK],
+                  args=[now_ms, timeout_ms, 3, 3600, 3600_000, timeout_ms // 2, "comer"])
+
+
+def held_by(redis_client, worker_id, rid, job_id):
+    redis_client.zadd("dramatiq:__heartbeats__", {worker_id: int(time.time() * 1000) - 20_000})
+    redis_client.sadd(f"dramatiq:__acks__.{worker_id}.comer", rid)
+    message = {"queue_name": "comer", "actor_name": "comer", "args": ["pan"], "kwargs": {}, "options": {},
+               "message_id": job_id, "message_timestamp": 1}
+    redis_client.hset("dramatiq:comer.msgs", rid, json.dumps(message))
+
+
+def test_after_a_time_nobody_could_reach_redis_live_workers_get_a_whole_timeout_to_beat(broker, redis_client):
+    now = int(time.time() * 1000)
+    # The last sweep ran 20 s ago, as did the last beat of a worker holding a job: Redis was
+    # out of reach (a failover) for all that time, for that worker as for every other.
+    redis_client.hset(SWEEP_CLOCK, "last", now - 20_000)
+    held_by(redis_client, "w1", "rid-1", "job-1")
+
+    assert sweep(broker, now) == [0, 0, 0]
+    assert redis_client.sismember("dramatiq:__acks__.w1.comer", "rid-1")
+    for later in (1000, 2000, 3000, 4000):   # sweeps every second, within the timeout since Redis came back
+        assert sweep(broker, now + later) == [0, 0, 0]
+    # The worker never beat again in a whole timeout of Redis being reachable: it is dead.
+    assert sweep(broker, now + 5000) == [1, 0, 1]
+    assert redis_client.lrange("dramatiq:comer", 0, -1) == ["rid-1"]
+
+
+def test_without_a_gap_a_silent_worker_is_swept_after_the_timeout_and_a_stopped_one_at_once(broker, redis_client):
+    now = int(time.time() * 1000)
+    redis_client.hset(SWEEP_CLOCK, "last", now - 1000)
+    held_by(redis_client, "w1", "rid-1", "job-1")
+    assert sweep(broker, now) == [1, 0, 1]
+
+    # After a gap, a worker that said it stopped (heartbeat 0) is swept at once all the same.
+    redis_client.hset(SWEEP_CLOCK, "last", now - 60_000)
+    held_by(redis_client, "w2", "rid-2", "job-2")
+    redis_client.zadd("dramatiq:__heartbeats__", {"w2": 0})
+    assert sweep(broker, now) == [1, 0, 1]
