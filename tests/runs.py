@@ -6,7 +6,7 @@ like a job run once there. Every run writes a ``started`` event to the job's tim
 was in flight when something died (a worker, a host, the master): ARCHITECTURE.md.
 """
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from foodapp.jobs import events_key, status_key
 
@@ -17,10 +17,12 @@ ROUNDING = 0.001
 
 @dataclass
 class Runs:
-    """One job's runs: when each started, when it was done (epoch seconds), its crash count."""
+    """One job's runs: when each started, when it was done (epoch seconds), its crash count,
+    and the worker (host:pid) of each start, for the failure messages."""
     starts: list
     done: list
     crashes: int
+    workers: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.starts)
@@ -43,10 +45,12 @@ def read_runs(client, job_ids, chunk=500):
             replies = pipe.execute()
         for job_id, events, crashes in zip(part, replies[::2], replies[1::2]):
             events = [json.loads(_text(event)) for event in events]
+            started = [e for e in events if e.get("event") == "started"]
             found[job_id] = Runs(
-                starts=[float(e["at"]) for e in events if e.get("event") == "started"],
+                starts=[float(e["at"]) for e in started],
                 done=[float(e["at"]) for e in events if e.get("event") == "done"],
                 crashes=int(_text(crashes) or 0),
+                workers=[e.get("worker_name") for e in started],
             )
     return found
 
@@ -59,7 +63,9 @@ def merge(*readings):
     for reading in readings:
         for job_id, run in reading.items():
             known = merged.setdefault(job_id, Runs([], [], 0))
-            known.starts = sorted(set(known.starts) | set(run.starts))
+            by_start = {**dict(zip(known.starts, known.workers)), **dict(zip(run.starts, run.workers))}
+            known.starts = sorted(by_start)
+            known.workers = [by_start[start] for start in known.starts]
             known.done = sorted(set(known.done) | set(run.done))
             known.crashes = max(known.crashes, run.crashes)
     return merged
@@ -110,7 +116,7 @@ def unexplained(runs, kills):
 
 
 def describe(bad, limit=10):
-    return "; ".join(f"{job_id}: starts {run.starts}, done {run.done}, crashes {run.crashes}"
+    return "; ".join(f"{job_id}: starts {run.starts} by {run.workers}, done {run.done}, crashes {run.crashes}"
                      for job_id, run in sorted(bad.items())[:limit])
 
 
