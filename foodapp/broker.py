@@ -25,7 +25,7 @@ from dramatiq.middleware import (
     TimeLimit,
 )
 from redis.exceptions import NoScriptError
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
 
 from foodapp import jobs
 from foodapp.consumer import FifoConsumer, Holdings
@@ -38,15 +38,21 @@ log = logging.getLogger(__name__)
 
 
 class EnqueueUnavailable(Exception):
-    """Redis could not take the job (down, no master, or not replicated in time).
+    """Redis did not take the job in time (down, no master, or not replicated in time).
 
-    The job was not accepted; the client should retry after ``retry_after`` seconds.
+    ``maybe_stored`` False: nothing was stored; the client may send again after
+    ``retry_after`` seconds. True: the outcome is unknown (a master stored it but no replica
+    acknowledged it, or a reply was lost): the job may run, and sending it again without the
+    same Idempotency-Key could make a second one. ``replayed``, if not None, is the answer
+    (JSON) of the earlier request with the same Idempotency-Key that the master holds.
     """
 
-    def __init__(self, reason, retry_after):
+    def __init__(self, reason, retry_after, maybe_stored=False, replayed=None):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.maybe_stored = maybe_stored
+        self.replayed = replayed
 
 
 class Replay(Exception):
@@ -63,6 +69,19 @@ class IdempotencyConflict(Exception):
     def __init__(self, key):
         super().__init__(key)
         self.key = key
+
+
+def _refused(error):
+    """Whether ``error`` proves that the enqueue script did not run: the connection was
+    never made, or the server refused the write. Any other error (a lost reply, a missing
+    replica acknowledgement) leaves the outcome unknown."""
+    if isinstance(error, (MasterNotFoundError, redis.ReadOnlyError)):
+        return True
+    if isinstance(error, redis.ResponseError):
+        return True  # a retryable refusal: NOREPLICAS, LOADING, MASTERDOWN, OOM...
+    if isinstance(error, (redis.ConnectionError, redis.TimeoutError)) and not isinstance(error, NotReplicated):
+        return "connecting" in str(error)  # redis-py: "Error 111 connecting to...", "Timeout connecting..."
+    return False
 
 
 def make_client(settings):
@@ -239,16 +258,21 @@ class FoodBroker(RedisBroker):
             return hold_on(what, attempt)
         deadline = time.monotonic() + self.settings.enqueue_retry_seconds
         pause = 0.05
+        maybe_stored, replayed = False, None
         while True:
             try:
                 return attempt()
             except redis.RedisError as error:
                 if not is_retryable(error):
                     raise
+                # Sticky: once an attempt may have stored the job, no later refusal unstores it.
+                maybe_stored = maybe_stored or not _refused(error)
+                if isinstance(error, NotReplicated) and error.reply and error.reply[0] == b"replay":
+                    replayed = error.reply[1].decode()
                 if time.monotonic() + pause > deadline:
                     raise EnqueueUnavailable(
                         f"Redis ({describe(self.settings)}) did not take the job: {error}",
-                        self.settings.enqueue_retry_after_seconds,
+                        self.settings.enqueue_retry_after_seconds, maybe_stored, replayed,
                     ) from error
                 log.warning("enqueue failed (%s); trying again", error)
                 # A backoff between attempts against a server that is failing over, not a
@@ -277,7 +301,7 @@ class FoodBroker(RedisBroker):
             if acknowledged < replicas:
                 raise NotReplicated(
                     f"{acknowledged} of {replicas} replica(s) acknowledged the job within "
-                    f"{self.settings.enqueue_replica_timeout_ms} ms"
+                    f"{self.settings.enqueue_replica_timeout_ms} ms", reply=stored,
                 )
             return stored
 

@@ -41,7 +41,15 @@ def enqueue(broker, args):
         print(f"foodapp: {error}", file=sys.stderr)
         return RET_USAGE
     delay = int(args.delay * 1000) if args.delay else None
-    message = broker.enqueue(broker.get_actor(args.queue).message(item), delay=delay)
+    message = broker.get_actor(args.queue).message(item)
+    try:
+        broker.enqueue(message, delay=delay)
+    except EnqueueUnavailable as error:
+        if not error.maybe_stored:
+            raise
+        print(f"foodapp: the outcome is unknown ({error.reason}): job {message.message_id} may run; "
+              f"check it with `foodapp show {message.message_id}` before enqueueing it again", file=sys.stderr)
+        return RET_UNAVAILABLE
     _print({"job_id": message.message_id, "queue": args.queue, "item": item})
     return RET_OK
 

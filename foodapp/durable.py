@@ -18,7 +18,14 @@ log = logging.getLogger(__name__)
 
 
 class NotReplicated(redis.RedisError):
-    """The master stored the write but too few replicas acknowledged it in time."""
+    """The master stored the write but too few replicas acknowledged it in time.
+
+    ``reply`` is what the master answered to the write itself.
+    """
+
+    def __init__(self, message, reply=None):
+        super().__init__(message)
+        self.reply = reply
 
 
 # Errors after which a write may be tried again: the server is down or unreachable, a

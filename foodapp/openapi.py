@@ -11,8 +11,11 @@ def _json(description, schema):
 
 
 UNAVAILABLE = {
-    "description": "Redis did not take the request (down, failing over, or no replica acknowledged); "
-                   "nothing was stored. Send it again after Retry-After seconds.",
+    "description": "Redis did not take the request in time. error \"redis_unavailable\": nothing was stored; "
+                   "send it again after Retry-After seconds. error \"outcome_unknown\": a master stored it but "
+                   "no replica confirmed it (or its reply was lost), so it may run; the body also holds the "
+                   "answer a 202 would have given (job_id, status_url...): check the status_url, or send again "
+                   "with the same Idempotency-Key, which never makes a second job.",
     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }

@@ -262,7 +262,10 @@ def test_readyz_shows_the_topology_it_sees(tmp_path, replicated):
         web.stop()
 
 
-def test_no_202_for_a_job_no_replica_acknowledged(tmp_path, replicated, monkeypatch):
+def test_a_job_no_replica_acknowledged_gets_no_202_and_no_503_that_hides_it(tmp_path, replicated, monkeypatch):
+    """The replica stops acknowledging: the master has the job, so the answer must not say
+    "nothing was queued". It says the outcome is unknown and which job it is; with an
+    Idempotency-Key, sending again never makes a second job."""
     import signal
 
     from tests.conftest import make_app
@@ -270,12 +273,28 @@ def test_no_202_for_a_job_no_replica_acknowledged(tmp_path, replicated, monkeypa
     monkeypatch.setenv("FOODAPP_REDIS_URL", replicated.master.url)
     app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "0.5", "enqueue.replica_timeout_ms": "200"})
     app.get("/comer/pan", status=202)
+    master = replicated.master.client(decode_responses=True)
 
     replicated.replica.proc.send_signal(signal.SIGSTOP)  # the replica stops answering
     try:
-        refused = app.get("/comer/queso", status=503)
-        assert "0 of 1 replica(s) acknowledged" in refused.json["message"]
-        assert refused.headers["Retry-After"]
+        unknown = app.get("/comer/queso", status=503)
+        assert unknown.json["error"] == "outcome_unknown", unknown.json
+        assert "0 of 1 replica(s) acknowledged" in unknown.json["message"]
+        assert "Nothing was queued" not in unknown.json["message"] and "Idempotency-Key" in unknown.json["message"]
+        assert unknown.headers["Retry-After"]
+        # It is the truth: the master holds that very job, queued.
+        status = app.get(unknown.json["status_url"].replace("http://localhost", ""), status=200).json
+        assert status["job_id"] == unknown.json["job_id"] and status["state"] == "queued" and status["args"] == ["queso"]
+
+        keyed = app.get("/comer/tarta", headers={"Idempotency-Key": "tarta-1"}, status=503)
+        assert keyed.json["error"] == "outcome_unknown" and "same Idempotency-Key" in keyed.json["message"]
+        again = app.get("/comer/tarta", headers={"Idempotency-Key": "tarta-1"}, status=503)
+        assert again.json["job_id"] == keyed.json["job_id"], "a second send named another job"
     finally:
         replicated.replica.proc.send_signal(signal.SIGCONT)
+
+    replayed = app.get("/comer/tarta", headers={"Idempotency-Key": "tarta-1"}, status=202)
+    assert replayed.headers["Idempotent-Replayed"] == "true" and replayed.json["job_id"] == keyed.json["job_id"]
     app.get("/comer/vino", status=202)
+    queued = [json.loads(master.hget("dramatiq:comer.msgs", rid))["args"][0] for rid in master.lrange("dramatiq:comer", 0, -1)]
+    assert queued == ["pan", "queso", "tarta", "vino"]

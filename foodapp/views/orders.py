@@ -4,7 +4,7 @@ import uuid
 
 from pyramid.view import view_config
 
-from foodapp.broker import IdempotencyConflict, Replay
+from foodapp.broker import EnqueueUnavailable, IdempotencyConflict, Replay
 from foodapp.items import BadItem, check_item
 from foodapp.metrics import ENQUEUE_LATENCY
 from foodapp.orders import BadOrder, delay_ms, idempotency, menu_items
@@ -32,6 +32,10 @@ def enqueue(request, orders, answer, batch_id=None):
     try:
         with ENQUEUE_LATENCY.time():
             request.registry.broker.enqueue_many(orders, idempotency=idempotency(request, answer), batch_id=batch_id)
+    except EnqueueUnavailable as unavailable:
+        if not unavailable.maybe_stored:
+            raise  # nothing was stored: errors.enqueue_unavailable says so
+        return outcome_unknown(request, unavailable, answer)
     except Replay as replay:
         answer = json.loads(replay.answer)
         return json_response(202, answer, Location=answer.get("status_url", ""), **{"Idempotent-Replayed": "true"})
@@ -42,6 +46,27 @@ def enqueue(request, orders, answer, batch_id=None):
             "use a new key for a new order",
         )
     return json_response(202, answer, Location=answer["status_url"])
+
+
+def outcome_unknown(request, unavailable, answer):
+    """503 that tells the truth: the job may have been stored, and which job it is.
+
+    A client that sent no Idempotency-Key and sends again may get a second job; one that
+    sends again with the same key gets this job's answer, never a second job.
+    """
+    if unavailable.replayed is not None:
+        answer = json.loads(unavailable.replayed)  # the earlier request with this key
+    again = ("send it again with the same Idempotency-Key: that never makes a second job"
+             if request.headers.get("Idempotency-Key") else
+             "do not simply send it again (that could make a second job): check its status_url first "
+             "(404 means it was not stored), or send requests with an Idempotency-Key header")
+    body = {
+        "error": "outcome_unknown",
+        "message": f"the outcome is unknown: a Redis master stored the order but it was not confirmed "
+                   f"({unavailable.reason}), so it may run, or be lost if the master fails; {again}",
+        **answer,
+    }
+    return json_response(503, body, **{"Retry-After": str(unavailable.retry_after)})
 
 
 def scheduled(request, message, delay):
