@@ -91,6 +91,9 @@ class SeedProduction:
         self._app("B")
         for host in "AB":
             wait_until(lambda h=host: self._answers(f"{self.web(h)}/readyz"), 60, f"host {host}'s web app")
+        # /readyz speaks for the web only: the drills lose a host once its workers run jobs too.
+        wait_until(lambda: self.redis("A").zcard("dramatiq:__heartbeats__") == 4, 60,
+                   "the four worker processes (two per host) to beat", interval=0.2)
         self._proxy()
         return self
 
@@ -321,6 +324,8 @@ def test_host_a_dies_b_is_promoted_and_takes_over(seed):
 
 def test_a_partitioned_master_acknowledges_nothing_and_nothing_is_lost_after_healing(seed):
     before = Load(seed.proxy_url, 60).start().join()
+    # Which host each run was on: a start names its worker "host:pid", and both hosts are "vm".
+    pids = {host: sorted(seed.net.pids(host)) for host in "AB"}
     # The partition is the drill's kill: it takes the master away from B's workers.
     kill = killed(lambda: seed.net.partition("A", ["B", "C"]))
 
@@ -347,6 +352,7 @@ def test_a_partitioned_master_acknowledges_nothing_and_nothing_is_lost_after_hea
     lost = wait_recorded(client, accepted)
     runs = merge(read_runs(client, accepted), on_old_master)
     print(f"\npartition: A refused {len(on_a.refused())} of {len(on_a.answers)} orders; "
-          f"B accepted {len(on_b.accepted())}; lost after healing: {len(lost)} {sorted(lost)[:10]}; {report(runs)}")
+          f"B accepted {len(on_b.accepted())}; lost after healing: {len(lost)} {sorted(lost)[:10]}; {report(runs)}; "
+          f"pids on A {pids['A']}, on B {pids['B']}")
     assert not lost
     assert_reruns_only_at_kills(runs, [kill])
