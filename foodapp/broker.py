@@ -170,8 +170,8 @@ class FoodBroker(RedisBroker):
         ``batch_id``, if given, also stores the batch's record (its job ids) for
         GET /api/batches/<batch_id>.
 
-        ``idempotency`` is ``(key, fingerprint, answer)``: the first call with ``key`` stores
-        the jobs and ``answer``; a later one with the same fingerprint raises Replay with
+        ``idempotency`` is ``(key, fingerprint, answer, ttl)``: the first call with ``key``
+        stores the jobs and ``answer`` (kept ``ttl`` seconds); a later one with the same fingerprint raises Replay with
         that answer, with another fingerprint IdempotencyConflict, and stores nothing.
         Returns the messages as stored (each with its own redis message id).
         """
@@ -191,16 +191,15 @@ class FoodBroker(RedisBroker):
             message_keys, message_args = self._record(message, delay, redelivered)
             keys += message_keys
             args += message_args
-        fingerprint, answer, batch = "", "", ""
+        fingerprint, answer, batch, idempotency_ttl = "", "", "", 0
         if idempotency:
-            key, fingerprint, answer = idempotency
+            key, fingerprint, answer, idempotency_ttl = idempotency
             keys.append(f"foodapp:idempotency:{key}")
         if batch_id:
             keys.append(jobs.batch_key(batch_id))
             batch = jobs.encode({"batch_id": batch_id, "job_ids": [m.message_id for m, _, _ in prepared],
                                  "created_at": jobs.now()})
-        head = [self.settings.jobs_status_ttl, len(prepared), fingerprint,
-                self.settings.orders_idempotency_ttl, answer, batch]
+        head = [self.settings.jobs_status_ttl, len(prepared), fingerprint, idempotency_ttl, answer, batch]
         what = "storing job " + ", ".join(message.message_id for message, _, _ in prepared[:3]) + (
             f" and {len(prepared) - 3} more" if len(prepared) > 3 else "")
         outcome, detail = self._store(keys, head + args, what)

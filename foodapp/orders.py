@@ -37,18 +37,29 @@ def delay_ms(params, max_seconds):
     return int(seconds * 1000)
 
 
-def idempotency(request, answer):
-    """``(key, fingerprint, answer as JSON)`` for the Idempotency-Key header, or None."""
+#: Set by the front proxy on every request it forwards (deploy/haproxy/haproxy.cfg): when a
+#: web process dies with a request in its hands, the proxy sends it to another one, and this
+#: key makes that second try find the first one's job instead of making another.
+PROXY_RETRY_KEY = "X-Foodapp-Retry-Key"
+
+
+def idempotency(request, answer, settings):
+    """``(key, fingerprint, answer as JSON, ttl)`` for the Idempotency-Key header (or the
+    front proxy's retry key, kept only ``orders.proxy_retry_ttl`` seconds), or None."""
     key = request.headers.get("Idempotency-Key")
+    ttl = settings.orders_idempotency_ttl
     if key is None:
-        return None
-    if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+        key = request.headers.get(PROXY_RETRY_KEY)
+        if key is None or not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+            return None
+        key, ttl = f"proxy:{key}", settings.orders_proxy_retry_ttl
+    elif not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
         raise BadOrder("the Idempotency-Key header must be 1 to 255 printable ASCII characters, e.g. a UUID")
     digest = hashlib.sha256()
     for part in (request.method, request.path_qs, request.body or b""):
         digest.update(part if isinstance(part, bytes) else part.encode("utf-8"))
         digest.update(b"\0")
-    return key, digest.hexdigest(), encode(answer)
+    return key, digest.hexdigest(), encode(answer), ttl
 
 
 def menu_items(body, max_items, max_item_length):

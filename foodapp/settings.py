@@ -82,6 +82,7 @@ class Settings:
     orders_max_batch: int = 100
     orders_max_delay_seconds: int = 7 * 86400
     orders_idempotency_ttl: int = 86400
+    orders_proxy_retry_ttl: int = 300
     kitchen_preparation_seconds: float = 0.05
     reports_martini_limit: int = 2
     dashboard_enabled: bool = True
@@ -118,6 +119,7 @@ _PARSERS = {
     "orders.max_batch": _int,
     "orders.max_delay_seconds": _int,
     "orders.idempotency_ttl": _int,
+    "orders.proxy_retry_ttl": _int,
     "kitchen.preparation_seconds": _float,
     "reports.martini_limit": _int,
     "dashboard.enabled": _bool,

@@ -40,7 +40,7 @@ def _sentinel(settings, host, port):
     return entry
 
 
-def _sentinels(settings):
+def sentinel_views(settings):
     # In parallel, with short timeouts: a dead host must not make /readyz slower than the
     # front proxy's health check.
     with ThreadPoolExecutor(len(settings.redis_sentinels)) as pool:
@@ -65,7 +65,7 @@ def topology(client, settings, required_replicas):
         "replicas": _replicas(info),
     }
     if settings.redis_sentinels:
-        seen["sentinels"] = _sentinels(settings)
+        seen["sentinels"] = sentinel_views(settings)
         failover = last_failover(client)
         seen["last_failover"] = failover and {**failover, "at": iso(failover["at"])}
 

@@ -298,3 +298,39 @@ def test_a_job_no_replica_acknowledged_gets_no_202_and_no_503_that_hides_it(tmp_
     app.get("/comer/vino", status=202)
     queued = [json.loads(master.hget("dramatiq:comer.msgs", rid))["args"][0] for rid in master.lrange("dramatiq:comer", 0, -1)]
     assert queued == ["pan", "queso", "tarta", "vino"]
+
+
+def test_a_web_process_stays_ready_through_a_failover_it_can_ride_out(tmp_path, slow_failover, monkeypatch):
+    """The master is gone and the Sentinels have not promoted the replica yet (down-after 9 s):
+    an order would be held until they do, so /readyz says ready, and the front proxy keeps
+    sending orders instead of answering them with errors. Unless this process cannot reach a
+    majority of the Sentinels: then nobody it can hear from will promote anything."""
+    import signal
+
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_SENTINELS", slow_failover.sentinel_setting)
+    app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "30", "redis.socket_timeout": "0.5"})
+    app.get("/comer/pan", status=202)
+    assert app.get("/readyz", status=200).json["ready"]
+
+    cut_off = slow_failover.sentinels[1:]
+    for sentinel in cut_off:
+        sentinel.proc.send_signal(signal.SIGSTOP)
+    try:
+        slow_failover.master.kill()
+        alone = app.get("/readyz", status=503).json
+        assert not alone["ready"] and "did not answer" in alone["reason"], alone
+    finally:
+        for sentinel in cut_off:
+            sentinel.proc.send_signal(signal.SIGCONT)
+
+    riding = app.get("/readyz", status=200).json
+    assert riding["ready"] and riding["redis"]["failing_over"], riding
+    assert "3 of 3 Sentinels answer" in riding["reason"], riding
+    # And it is true: an order sent now is held until the replica is promoted, then accepted.
+    held = app.get("/comer/queso", status=202).json
+    assert slow_failover.master_port() == slow_failover.replica.port
+    assert slow_failover.master_client().hexists("foodapp:job:" + held["job_id"], "state")
+    ready = app.get("/readyz", status=200).json
+    assert ready["redis"]["master"] == f"127.0.0.1:{slow_failover.replica.port}" and "failing_over" not in ready["redis"]

@@ -31,7 +31,8 @@ def enqueue(request, orders, answer, batch_id=None):
     """Store the (message, delay) orders and answer 202 with ``answer``, idempotently."""
     try:
         with ENQUEUE_LATENCY.time():
-            request.registry.broker.enqueue_many(orders, idempotency=idempotency(request, answer), batch_id=batch_id)
+            request.registry.broker.enqueue_many(orders, idempotency=idempotency(request, answer, request.registry.foodapp),
+                                                 batch_id=batch_id)
     except EnqueueUnavailable as unavailable:
         if not unavailable.maybe_stored:
             raise  # nothing was stored: errors.enqueue_unavailable says so
