@@ -1,7 +1,8 @@
 """The worker entry point: ``dramatiq foodapp.worker --queues comer beber``.
 
 Reads the ini named by ``FOODAPP_INI`` (default ``development.ini``), sets up logging from
-its ``[logging]`` sections, and configures the broker exactly as the web app does.
+its ``[logging]`` sections, and configures the broker exactly as the web app does; each
+worker process also stops when its Dramatiq main process is gone (see parent.py).
 """
 import logging.config
 import os
@@ -9,6 +10,7 @@ import os
 import plaster
 
 from foodapp import broker as _broker
+from foodapp import parent as _parent
 from foodapp import settings as _settings
 
 INI = os.environ.get("FOODAPP_INI", "development.ini")
@@ -28,4 +30,6 @@ def load(ini=INI):
 
 
 broker = _broker.configure(load())
+# Only here, not in configure(): the web app's processes have no Dramatiq main to follow.
+broker.add_middleware(_parent.Parent())
 logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreKept())
