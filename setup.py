@@ -3,6 +3,10 @@ from setuptools import find_packages, setup
 
 requires = [
     "dramatiq[redis]~=1.18.0",  # we subclass its private Redis consumer: pinned to the minor version
+    # `dramatiq --watch` in development (supervisor/development.conf). Not dramatiq[watch]:
+    # that adds watchdog_gevent (and gevent), whose observer Dramatiq then prefers. 7.x: our
+    # include patterns are matched against full paths.
+    "watchdog>=7,<8",
     "redis>=4.6,<5",
     "dramatiq-dashboard>=0.4,<0.5",
     "pyramid>=2.0,<3",
