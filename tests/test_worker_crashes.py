@@ -141,15 +141,30 @@ def web_answers(url):
         return False
 
 
+def answer(method, url):
+    """(status, headers, body), or None while the web app does not answer.
+
+    In development the web app reloads on a saved change (another engineer's, say), and
+    refuses connections for a moment.
+    """
+    try:
+        return http(method, url, timeout=5)
+    except OSError:
+        return None
+
+
 def order_done(stack, food):
     """Order ``food`` on comer and wait until it is done; the job's status record."""
-    code, _, body = http("POST", f"{stack.url}/comer/{food}")
+    code, _, body = wait_until(lambda: answer("POST", f"{stack.url}/comer/{food}"), 60, f"an answer to {food}")
     assert code == 202, body
 
     def done():
-        job = http("GET", body["status_url"])[2]
+        job = (answer("GET", body["status_url"]) or (None, None, {}))[2]
         return job.get("state") == "done" and job
-    return wait_until(done, 120, f"the order {food} to be done; status now:\n{stack.ctl('status')}", interval=0.1)
+    try:
+        return wait_until(done, 120, f"the order {food} to be done", interval=0.1)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; supervisorctl status:\n{stack.ctl('status')}") from None
 
 
 def outside_supervisord(stack):
