@@ -68,6 +68,7 @@ class FifoConsumer(_RedisConsumer):
         # Set whenever a worker thread is done with a message: room to prefetch another.
         self._acked = threading.Event()
         self._orphans_due = 0.0  # time.monotonic() of the next orphan check
+        self._unconfirmed_logged = float("-inf")
         self._connection_lost = False
 
     @property
@@ -80,6 +81,12 @@ class FifoConsumer(_RedisConsumer):
 
     def ack(self, message):
         rid = message.options["redis_message_id"]
+        if getattr(message, "_foodapp_released", False):
+            # Given back before it started here (JobStatus): nothing of ours to acknowledge.
+            self.queued_message_ids.discard(message.message_id)
+            self._held.discard(rid)
+            self._acked.set()
+            return
         change = getattr(message, "_foodapp_done", None)
         try:
             # Held on to through a failover: the message stays in our hands (and in our
@@ -134,7 +141,19 @@ class FifoConsumer(_RedisConsumer):
         super().close()
 
     def _fetch(self, count):
-        return self._hold(self.broker.do_fetch(self.queue_name, count))
+        replicas = self.broker.replicas.required()
+        if not replicas:
+            return self._hold(self.broker.do_fetch(self.queue_name, count))
+        with self.broker.client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(*self.broker.fetch_command(self.queue_name, count))
+            pipe.execute_command("WAIT", replicas, self.broker.settings.enqueue_replica_timeout_ms)
+            try:
+                fetched, acknowledged = pipe.execute()
+            except NoScriptError:
+                # A new master: load Dramatiq's script; the next fetch uses it.
+                self.broker.client.script_load(self.broker.scripts["dispatch"].script)
+                return []
+        return self._hold(self._confirmed(fetched, acknowledged, replicas))
 
     def _wake_and_fetch(self, count):
         """Block until an enqueue wakes us (or the idle timeout), then fetch: one round trip.
@@ -142,14 +161,37 @@ class FifoConsumer(_RedisConsumer):
         Redis runs a connection's commands in order, so the fetch pipelined after BLPOP runs
         the moment BLPOP returns, without another trip from here and back.
         """
+        replicas = self.broker.replicas.required()
         with self.broker.client.pipeline(transaction=False) as pipe:
             pipe.blpop([self.wake_key], timeout=self.timeout / 1000)
             pipe.evalsha(*self.broker.fetch_command(self.queue_name, count))
+            if replicas:
+                pipe.execute_command("WAIT", replicas, self.broker.settings.enqueue_replica_timeout_ms)
             try:
-                _, fetched = pipe.execute()
+                _, fetched, *acknowledged = pipe.execute()
             except NoScriptError:
                 return []  # a new master: the next plain fetch loads the script
+        if replicas:
+            fetched = self._confirmed(fetched, acknowledged[0], replicas)
         return self._hold(fetched)
+
+    def _confirmed(self, fetched, acknowledged, replicas):
+        """The fetched messages, if enough replicas know that we took them; else none.
+
+        A master cut off from its replica (a partition) would otherwise hand out jobs that
+        the promoted replica still has queued, and each would run on both sides. Not handed
+        out, they stay in our ack set here, not held: the orphan check gives them back, on
+        a master that was only slow; on a cut-off one, its data is thrown away on rejoining.
+        """
+        if fetched and acknowledged < replicas:
+            now = time.monotonic()
+            if now >= self._unconfirmed_logged + 10:
+                self._unconfirmed_logged = now
+                log.warning("fetched %d job(s) of %s, but %d of %d replica(s) acknowledged it: not running them "
+                            "(this master may be cut off from its replica); they go back to their queue",
+                            len([data for data in fetched if data]), self.queue_name, acknowledged, replicas)
+            return []
+        return fetched
 
     def _hold(self, fetched):
         messages = [Message.decode(data) for data in fetched if data]

@@ -9,6 +9,10 @@ import time
 from datetime import datetime, timezone
 from importlib import resources
 
+from redis.exceptions import NoScriptError
+
+from foodapp.durable import NotReplicated
+
 STATUS_PREFIX = "foodapp:job:"
 WORKER_PREFIX = "foodapp:worker:"
 #: Counters for the metrics: "<queue>:<outcome>" -> count, outcome in OUTCOMES.
@@ -32,12 +36,11 @@ def lua(name):
     return resources.files("foodapp").joinpath("lua", f"{name}.lua").read_text()
 
 
-def finish_script():
-    """finish.lua, with transition.lua as its function ``transition(KEYS, ARGV)``.
-
-    Redis scripts cannot import one another; this is how the two share one text.
-    """
-    return f"local function transition(KEYS, ARGV)\n{lua('transition')}\nend\n{lua('finish')}"
+def composed(name):
+    """A script (finish.lua, start.lua) with transition.lua as its function
+    ``transition(KEYS, ARGV)``. Redis scripts cannot import one another; this is how they
+    share one text."""
+    return f"local function transition(KEYS, ARGV)\n{lua('transition')}\nend\n{lua(name)}"
 
 
 def status_key(job_id):
@@ -86,7 +89,8 @@ class JobStore:
         self.client = client
         self.ttl = ttl
         self._transition = client.register_script(lua("transition"))
-        self._finish = client.register_script(finish_script())
+        self._finish = client.register_script(composed("finish"))
+        self._start = client.register_script(composed("start"))
 
     def transition(self, job_id, state, **change):
         """Set ``state`` and fields on a job, only if it is in one of ``only_from``.
@@ -113,6 +117,34 @@ class JobStore:
                 *flatten({"state": state, **fields})]
         return [status_key(job_id), events_key(job_id)], args
 
+    def start(self, acks_key, redis_message_id, delivery, change, replicas, timeout_ms):
+        """Mark a job running if its message is still in ``acks_key`` (start.lua): 1, else -1.
+
+        With ``replicas``, the start counts only once that many replicas have it (``WAIT``
+        on the same connection), else NotReplicated: a master cut off from its replica must
+        not start a job that the other side may run too.
+        """
+        keys, args = change
+        keys, args = [acks_key, *keys], [redis_message_id, delivery, *args]
+        if not replicas:
+            return self._start(keys=keys, args=args)
+        for attempt in (1, 2):
+            try:
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._start.sha, len(keys), *keys, *args)
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    started, acknowledged = pipe.execute()
+            except NoScriptError:
+                # A new master (a promoted replica) has no scripts yet.
+                self._start.sha = self.client.script_load(self._start.script)
+                if attempt == 2:
+                    raise
+                continue
+            if acknowledged < replicas:
+                raise NotReplicated(f"{acknowledged} of {replicas} replica(s) acknowledged the start of the job "
+                                    f"within {timeout_ms} ms")
+            return started
+
     def finish(self, acks_key, messages_key, redis_message_id, change):
         """Acknowledge a message and apply ``change`` (keys, args) to its job, atomically."""
         keys, args = change
@@ -127,6 +159,7 @@ class JobStore:
         if not raw:
             return None
         job = {key.decode(): value.decode() for key, value in raw.items()}
+        job.pop("delivery", None)  # start.lua's token: bookkeeping, not news
         for name in _TIMESTAMPS:
             if name in job:
                 job[name] = iso(job[name])

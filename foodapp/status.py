@@ -11,10 +11,12 @@ still in the worker's ack set (where a crash would have it run again).
 """
 import os
 import time
+import uuid
 
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import Middleware, SkipMessage
 
 from foodapp import jobs
+from foodapp.consumer import acks_key
 from foodapp.durable import hold_on
 
 
@@ -22,9 +24,8 @@ class JobStatus(Middleware):
 
     def before_process_message(self, broker, message):
         message._foodapp_started = time.monotonic()
-        # Held on to through a failover: a job starts only once its status says running
-        # (the sweep's crash count relies on it).
-        hold_on(f"marking job {message.message_id} running", lambda: broker.jobs.transition(
+        delivery = uuid.uuid4().hex
+        change = broker.jobs.change(
             message.message_id, "running",
             event="started",
             started_at=jobs.now(),
@@ -32,7 +33,18 @@ class JobStatus(Middleware):
             worker_name=broker.worker_name,
             worker_pid=os.getpid(),
             retries=message.options.get("retries", 0),
-        ))
+            delivery=delivery,
+        )
+        # Held on to through a failover: a job starts only once its status says running
+        # on the master and its replicas (the sweep's crash count relies on it), and only
+        # while its message is still this worker's (start.lua).
+        started = hold_on(f"starting job {message.message_id}", lambda: broker.jobs.start(
+            acks_key(broker, message.queue_name), message.options["redis_message_id"], delivery, change,
+            broker.replicas.required(), broker.settings.enqueue_replica_timeout_ms))
+        if started != 1:
+            # Given back while this worker could not reach Redis: it may be running elsewhere.
+            message._foodapp_released = True
+            raise SkipMessage(f"job {message.message_id} was given back to its queue before it started here")
 
     def after_process_message(self, broker, message, *, result=None, exception=None):
         queue = message.queue_name
@@ -62,6 +74,8 @@ class JobStatus(Middleware):
             hold_on(f"recording the error of job {message.message_id}", lambda: broker.jobs.apply(change))
 
     def after_skip_message(self, broker, message):
+        if getattr(message, "_foodapp_released", False):
+            return  # not this worker's any more: nothing to write
         if message.failed:
             self._finished(broker, message, "dead", "skipped: the job was too old or rejected by a middleware")
 

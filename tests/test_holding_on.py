@@ -79,3 +79,24 @@ def test_without_a_gap_a_silent_worker_is_swept_after_the_timeout_and_a_stopped_
     held_by(redis_client, "w2", "rid-2", "job-2")
     redis_client.zadd("dramatiq:__heartbeats__", {"w2": 0})
     assert sweep(broker, now) == [1, 0, 1]
+
+
+def test_a_job_starts_only_while_its_message_is_still_this_workers(broker, redis_client):
+    """start.lua fences a worker that was cut off: once the sweep or the orphan check gave a
+    message back, the worker that fetched it before must not start it."""
+    acks = "dramatiq:__acks__.w1.comer"
+
+    def start(delivery):
+        change = broker.jobs.change("job-1", "running", event="started", worker="w1", delivery=delivery)
+        return broker.jobs.start(acks, "rid-1", delivery, change, 0, 100)
+
+    assert start("d1") == -1, "started a job whose message is not in the worker's ack set"
+    assert redis_client.hget("foodapp:job:job-1", "state") is None
+
+    redis_client.sadd(acks, "rid-1")
+    assert start("d2") == 1
+    assert redis_client.hget("foodapp:job:job-1", "state") == "running"
+    # The same start again (its first answer lost) writes no second `started` event.
+    assert start("d2") == 1
+    events = [json.loads(e)["event"] for e in redis_client.lrange("foodapp:job:job-1:events", 0, -1)]
+    assert events == ["started"]

@@ -1,0 +1,25 @@
+-- Start a job: mark it running, only while the message is still this worker's.
+--
+-- The message must be in the worker's ack set: if the sweep (the worker looked dead) or the
+-- orphan check gave it back meanwhile, another worker may be running it, so this one must
+-- not (-1). This is what fences a worker that was cut off from Redis for a while: the jobs
+-- it fetched before are no longer its own once they have been given back.
+--
+-- Writing the same start again (a retry of this call, whose first answer was lost, or not
+-- confirmed by a replica) changes nothing: the delivery token of this start is kept in the
+-- status record.
+--
+-- jobs.composed("start") puts transition.lua before this as the function `transition`.
+--
+-- KEYS: worker's ack set for the queue, job status hash, job events list
+-- ARGV: redis message id, delivery token, then transition.lua's ARGV (whose fields set
+--       "delivery" to the token)
+-- Returns 1 when the job may run, -1 when it is no longer this worker's.
+if redis.call("sismember", KEYS[1], ARGV[1]) == 0 then
+    return -1
+end
+if redis.call("hget", KEYS[2], "delivery") == ARGV[2] then
+    return 1
+end
+transition({KEYS[2], KEYS[3]}, {unpack(ARGV, 3)})
+return 1
