@@ -23,6 +23,7 @@ class Runs:
     done: list
     crashes: int
     workers: list = field(default_factory=list)
+    timeline: list = field(default_factory=list)   # "event@at worker", for the failure messages
 
     def __len__(self):
         return len(self.starts)
@@ -51,6 +52,8 @@ def read_runs(client, job_ids, chunk=500):
                 done=[float(e["at"]) for e in events if e.get("event") == "done"],
                 crashes=int(_text(crashes) or 0),
                 workers=[e.get("worker_name") for e in started],
+                timeline=[f"{e.get('event')}@{e.get('at')} {e.get('worker_name') or e.get('worker') or ''}".strip()
+                          for e in events],
             )
     return found
 
@@ -116,8 +119,8 @@ def unexplained(runs, kills):
 
 
 def describe(bad, limit=10):
-    return "; ".join(f"{job_id}: starts {run.starts} by {run.workers}, done {run.done}, crashes {run.crashes}"
-                     for job_id, run in sorted(bad.items())[:limit])
+    return "; ".join(f"{job_id}: starts {run.starts} by {run.workers}, done {run.done}, crashes {run.crashes}, "
+                     f"timeline {run.timeline}" for job_id, run in sorted(bad.items())[:limit])
 
 
 def assert_reruns_only_at_kills(runs, kills):
