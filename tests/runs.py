@@ -24,6 +24,9 @@ class Runs:
     crashes: int
     workers: list = field(default_factory=list)
     timeline: list = field(default_factory=list)   # "event@at worker", for the failure messages
+    #: For each start, whether a retry was stored since the start before it: a run that
+    #: raised is retried by design (jobs.max_retries), which is not a job run twice.
+    retries: list = field(default_factory=list)
 
     def __len__(self):
         return len(self.starts)
@@ -47,6 +50,13 @@ def read_runs(client, job_ids, chunk=500):
         for job_id, events, crashes in zip(part, replies[::2], replies[1::2]):
             events = [json.loads(_text(event)) for event in events]
             started = [e for e in events if e.get("event") == "started"]
+            retries, retried = [], False
+            for event in events:
+                if event.get("event") == "retrying":
+                    retried = True
+                elif event.get("event") == "started":
+                    retries.append(retried)
+                    retried = False
             found[job_id] = Runs(
                 starts=[float(e["at"]) for e in started],
                 done=[float(e["at"]) for e in events if e.get("event") == "done"],
@@ -54,6 +64,7 @@ def read_runs(client, job_ids, chunk=500):
                 workers=[e.get("worker_name") for e in started],
                 timeline=[f"{e.get('event')}@{e.get('at')} {e.get('worker_name') or e.get('worker') or ''}".strip()
                           for e in events],
+                retries=retries,
             )
     return found
 
@@ -106,10 +117,13 @@ def unexplained(runs, kills):
     windows = [_window(kill) for kill in kills]
     bad = {}
     for job_id, run in runs.items():
-        if len(run) > 1 + len(windows):
+        retried = run.retries[1:] if len(run.retries) == len(run.starts) else [False] * (len(run) - 1)
+        if len(run) - sum(retried) > 1 + len(windows):
             bad[job_id] = run
             continue
-        for previous, start in zip(run.starts, run.starts[1:]):
+        for previous, start, retry in zip(run.starts, run.starts[1:], retried):
+            if retry:
+                continue  # the retry of a run that raised
             if not any(previous <= ended + ROUNDING and began <= start + ROUNDING
                        and not any(previous <= done < began for done in run.done)
                        for began, ended in windows):
@@ -140,5 +154,5 @@ def assert_reruns_only_after_crashes(runs):
     The sweep counts a crash for each job a dead worker was running, and only then gives it
     back; any other second start is a job run twice.
     """
-    bad = {job_id: run for job_id, run in runs.items() if len(run) > run.crashes + 1}
+    bad = {job_id: run for job_id, run in runs.items() if len(run) - sum(run.retries[1:]) > run.crashes + 1}
     assert not bad, f"{len(bad)} job(s) started more often than once per crash, plus once: {describe(bad)}"

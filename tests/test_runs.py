@@ -56,3 +56,14 @@ def test_runs_only_an_old_master_kept_still_count(redis_server, tmp_path):
         old.stop()
     assert merged["split"].starts == [2.0, 6.0, 8.0] and merged["split"].done == [7.0, 9.0]
     assert set(runs.unexplained(merged, [4.0])) == {"split"}
+
+
+def test_the_retry_of_a_run_that_raised_is_no_rerun_but_a_second_start_without_one_is(redis_client):
+    timeline(redis_client, "retried", ("started", 2), ("retrying", 3), ("error", 3), ("started", 4), ("done", 5))
+    timeline(redis_client, "doubled", ("started", 2), ("retrying", 3), ("started", 4), ("started", 4.5), ("done", 5))
+    found = runs.read_runs(redis_client, ["retried", "doubled"])
+
+    assert set(runs.unexplained(found, [])) == {"doubled"}
+    runs.assert_reruns_only_after_crashes({"retried": found["retried"]})
+    with pytest.raises(AssertionError, match="doubled"):
+        runs.assert_reruns_only_after_crashes(found)
