@@ -10,9 +10,11 @@ from tests.servers import TESTING_INI, RedisServer
 
 @pytest.fixture
 def redis_server(tmp_path):
-    server = RedisServer(tmp_path).start()
-    yield server
-    server.stop()
+    server = RedisServer(tmp_path)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -56,8 +58,10 @@ def start_worker(broker, threads=1):
 @pytest.fixture
 def worker(broker):
     worker = start_worker(broker)
-    yield worker
-    worker.stop()
+    try:
+        yield worker
+    finally:
+        worker.stop()
 
 
 def drain(broker, worker, timeout=15):
