@@ -158,8 +158,9 @@ class JobStore:
             raw, events = pipe.execute()
         if not raw:
             return None
-        job = {key.decode(): value.decode() for key, value in raw.items()}
-        job.pop("delivery", None)  # start.lua's token: bookkeeping, not news
+        # Leaving out bookkeeping: start.lua's delivery token, enqueue.lua's stored message ids.
+        job = {key.decode(): value.decode() for key, value in raw.items()
+               if key != b"delivery" and not key.startswith(b"stored:")}
         for name in _TIMESTAMPS:
             if name in job:
                 job[name] = iso(job[name])

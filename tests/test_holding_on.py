@@ -100,3 +100,20 @@ def test_a_job_starts_only_while_its_message_is_still_this_workers(broker, redis
     assert start("d2") == 1
     events = [json.loads(e)["event"] for e in redis_client.lrange("foodapp:job:job-1:events", 0, -1)]
     assert events == ["started"]
+
+
+def test_an_enqueue_tried_again_stores_nothing_twice_even_after_its_first_copy_ran(broker, redis_client):
+    """A store that no replica confirmed is tried again; meanwhile a worker may have taken
+    the first copy and finished it (found by the host-A drill: a retry ran twice)."""
+    message = broker.get_actor("comer").message("pan").copy(options={"redis_message_id": "rid-x"})
+    keys, args = broker._record(message, None, False)
+    head = [3600, 1, "", 0, "", ""]
+    assert broker._enqueue(keys=keys, args=head + args) == [b"stored", b"1"]
+    # A worker takes it and finishes it: it leaves the queue and the messages hash.
+    assert redis_client.lpop("dramatiq:comer") == "rid-x"
+    redis_client.hdel("dramatiq:comer.msgs", "rid-x")
+
+    assert broker._enqueue(keys=keys, args=head + args) == [b"stored", b"0"]
+    assert redis_client.llen("dramatiq:comer") == 0 and not redis_client.hlen("dramatiq:comer.msgs")
+    events = [json.loads(e)["event"] for e in redis_client.lrange(f"foodapp:job:{message.message_id}:events", 0, -1)]
+    assert events == ["queued"]

@@ -1,7 +1,9 @@
 -- Store jobs and their status records in one atomic step: each message, its place at the
 -- tail of its queue, and the status record the API reads. A batch is stored whole or not
 -- at all. Running it again for the same redis message ids (a retried enqueue whose first
--- answer was lost) stores nothing twice.
+-- answer was lost, or that no replica confirmed) stores nothing twice, even when a worker
+-- has taken and finished the first copy meanwhile: each message id is written down in its
+-- job's status record ("stored:<id>"), which lives as long as the job's status.
 --
 -- With an idempotency key, the first request stores the jobs and the answer it will give;
 -- a later one with the same key gets that answer back (and stores nothing), or, if it is
@@ -42,7 +44,8 @@ for i = 0, count - 1 do
     local queue, messages, status, events = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
     local a = 7 + i * 4
     local rid, data, event = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-    if redis.call("hsetnx", messages, rid, data) == 1 then
+    if redis.call("hsetnx", status, "stored:" .. rid, 1) == 1 then
+        redis.call("hset", messages, rid, data)
         redis.call("rpush", queue, rid)
         if string.sub(queue, -3) ~= ".DQ" then
             -- Wake one idle consumer of this queue (see FifoConsumer): a hint, bounded.
