@@ -19,9 +19,11 @@ class FrontProxy(Process):
         require_haproxy()
         self.port = free_port()
         conf = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
-        conf = conf.replace("    log /dev/log local0\n", "")
+        # Each request's log line (and how it ended) in the proxy's output file.
+        conf = conf.replace("    log /dev/log local0\n", "    log stdout format raw local0\n")
         conf = conf.replace("bind :80", f"bind 127.0.0.1:{self.port}")
-        conf = conf.replace("/etc/haproxy/errors/foodapp-503.http", str(ROOT / "deploy" / "haproxy" / "503.http"))
+        for code in (503, 504):
+            conf = conf.replace(f"/etc/haproxy/errors/foodapp-{code}.http", str(ROOT / "deploy" / "haproxy" / f"{code}.http"))
         conf = conf.replace("/run/haproxy/admin.sock", str(admin_socket)) if admin_socket else \
             re.sub(r"(?m)^\s*stats socket .*\n", "", conf)
         lines = [f"    server {name} {address} check\n" for name, address in servers.items()]
