@@ -73,7 +73,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.cluster import Cluster, namespaces_available  # noqa: E402
+from tests.cluster import Cluster, SentinelEvents, namespaces_available  # noqa: E402
 from tests.hosts import Host  # noqa: E402
 from tests.runs import ROUNDING, describe, merge, read_runs, report, rerun, unexplained  # noqa: E402
 from tests.servers import http, wait_until  # noqa: E402
@@ -85,8 +85,11 @@ TERMINAL = ("done", "failed", "dead")
 #: Programs never killed: their RSS is compared with itself (a killed worker has a new pid).
 PROTECTED = ("web:web_0", "web:web_1", "workers:workers_00")
 FAULT_KINDS = ("worker", "master", "partition")
-REDIS_FAULTS = ("master", "partition")
-FAULT_NAMES = {"worker": "worker kill -9", "master": "master kill -9", "partition": "partition"}
+#: "failover": one the Sentinels made that no fault of the soak explains (found afterwards
+#: in their events); it counts as a fault, and the summary names it.
+REDIS_FAULTS = ("master", "partition", "failover")
+FAULT_NAMES = {"worker": "worker kill -9", "master": "master kill -9", "partition": "partition",
+               "failover": "unplanned failover"}
 
 
 @dataclass
@@ -109,7 +112,7 @@ class Config:
     #: Keep the load going past ``seconds`` (at most ``seconds`` more) until every wanted
     #: and possible fault kind happened at least once: the short test needs each.
     each_fault: bool = False
-    down_after_ms: int = 1000   # Sentinel: the master is down after this long unanswered
+    down_after_ms: int = 2000   # Sentinel: the master is down after this long unanswered
     failover_timeout_ms: int = 4000
     retry_seconds: float = 8    # enqueue.retry_seconds: an enqueue rides out a failover
     replica_timeout_ms: int = 500
@@ -276,9 +279,11 @@ class Fault:
     def window(self):
         """(before, after): a job in flight in it may start again.
 
-        A worker kill: around the kill. A master kill: from the kill until the new master
-        is named. A partition: from the cut until the old master is the new one's replica
-        again (until then a worker may still write to the cut-off master)."""
+        A worker kill: around the kill. A master kill or a partition: from the kill or the
+        cut until the old master's server is the new master's replica again, in sync: until
+        then the new master has no replica, so a worker holds on to its writes (a retry, an
+        acknowledgement) and may die holding them, and a worker may still reach the cut-off
+        master."""
         return self.began, self.ended
 
 
@@ -334,9 +339,9 @@ def master_fault(cluster, log, elapsed):
     host, before, promoted = cluster.kill_master()
     new = cluster.other(host)
     log(f"  {elapsed(before)}: master kill -9 of {host}: {new} promoted after {promoted - before:.1f} s")
-    fault = Fault("master", before, promoted, f"redis-server on {host} (then {new} master)", promoted=promoted)
     cluster.restart_as_replica(host)
-    fault.recovered = time.time()
+    fault = Fault("master", before, time.time(), f"redis-server on {host} (then {new} master)", promoted=promoted)
+    fault.recovered = fault.ended
     log(f"  {elapsed(fault.recovered)}: {host} back as {new}'s replica, in sync, "
         f"{fault.recovered - before:.1f} s after the kill")
     return fault
@@ -364,13 +369,35 @@ def partition_fault(cluster, config, rng, faults, stop, log, elapsed):
     finally:
         cluster.heal()
     healed = time.time()
-    cluster.wait_healthy(new, what=f"{host}'s old master to come back as {new}'s replica, in sync")
+    cluster.rejoin(host, what=f"{host}'s old master to come back as {new}'s replica, in sync")
     recovered = time.time()
     log(f"  {elapsed(recovered)}: partition healed after {healed - before:.1f} s; {host} back as {new}'s "
         f"replica, in sync, {recovered - healed:.1f} s later; the cut-off master wrote {len(ran)} ledger "
         f"entr{'y' if len(ran) == 1 else 'ies'} meanwhile")
     return Fault("partition", before, recovered, f"host {host} cut off from the others (then {new} master)",
                  promoted=promoted, healed=healed, recovered=recovered)
+
+
+def unplanned(events, faults, config, log, elapsed):
+    """Failovers the Sentinels announced that no Redis fault of the soak explains (a master
+    judged down on a busy machine, say): each becomes a fault of kind "failover", from its
+    master's first +sdown in the minute before (else down-after plus 5 s before) until a
+    minute after, and the summary names it. Returns them."""
+    found = []
+    windows = [fault.window for fault in faults.done if fault.kind in REDIS_FAULTS]
+    with events.lock:
+        sdowns = sorted(at for at, _, channel, data in events.events if channel == "+sdown")
+    for at, old, new in events.switches():
+        if any(began - 1 <= at <= ended + 1 for began, ended in windows):
+            continue
+        before = [t for t in sdowns if at - 60 <= t <= at]
+        began = before[0] if before else at - config.down_after_ms / 1000 - 5
+        fault = Fault("failover", began, at + 60, f"the Sentinels moved the master from {old} to {new} "
+                      f"(no fault of the soak)", promoted=at, recovered=at + 60)
+        faults.add(fault)
+        found.append(fault)
+        log(f"  {elapsed(at)}: unplanned failover: {old} -> {new}")
+    return found
 
 
 def redis_fault_loop(cluster, kinds, config, faults, stop, log, elapsed):
@@ -845,9 +872,11 @@ def soak(config, workdir, log=print):
                 settings={"kitchen.preparation_seconds": str(config.preparation_seconds),
                           "enqueue.replicas": "1", "enqueue.replica_timeout_ms": str(config.replica_timeout_ms),
                           "enqueue.retry_seconds": str(config.retry_seconds), "redis.socket_timeout": "1"})
+    events = None
     try:
         (workdir / "redis").mkdir(parents=True, exist_ok=True)
         cluster.start()
+        events = SentinelEvents(cluster).start()
         log(f"  Redis: {cluster.placement}")
         host.start()
         # The workers run jobs (their heartbeats are in) before any fault.
@@ -909,6 +938,7 @@ def soak(config, workdir, log=print):
         master = cluster.master()
         if not faults.errors:
             cluster.wait_healthy(master, what="the Redis topology to be whole at the end")
+        unplanned(events, faults, config, log, elapsed)
         client = cluster.master_client(socket_timeout=30)
         resolve_unresolved(client, accepted)
         if accepted.unresolved:
@@ -934,8 +964,12 @@ def soak(config, workdir, log=print):
         return Result(config, failures, rss_failures, rss, accepted, faults, kinds, skipped, cluster.placement,
                       figures, load_seconds, drain_seconds, time.monotonic() - began, load_began_wall, workdir, runs)
     finally:
-        host.stop()
-        cluster.stop()
+        try:
+            host.stop()
+        finally:
+            if events:
+                events.stop()
+            cluster.stop()
 
 
 def summary(result):
@@ -957,6 +991,9 @@ def summary(result):
     ]
     worker_reruns = sum(len(k.reruns) for k in kills)
     lines.append(f"    re-runs given to worker kills (the job counts a crash): {worker_reruns}; to each Redis fault:")
+    failovers = result.faults.of("failover")
+    if failovers:
+        lines.append(f"    unplanned failovers (the Sentinels', no fault of the soak): {len(failovers)}")
     for fault in redis_faults:
         healed = f", healed after {fault.healed - fault.began:.1f} s" if fault.healed else ""
         delays = (f" (new starts {min(fault.reruns):.1f}-{max(fault.reruns):.1f} s after it began)"

@@ -12,6 +12,12 @@ Two placements:
 - on loopback (no namespaces here): the same five servers on free ports of 127.0.0.1; the
   master can be killed, but no host can be partitioned.
 
+A server that comes back (the killed master started again, empty; the cut-off master, with
+what it wrote alone) runs with ``replica-priority 0`` until it is the new master's replica
+and in sync: Sentinel must not promote it before it holds the data (the Redis docs' hazard
+with persistence off: a failover right after the first one, even a false one on a busy
+machine, would pick the empty server and the new master would replicate its emptiness).
+
 Every wait polls a condition with a deadline; every process is started by ``start`` or a
 fault and stopped by ``stop``, which also removes the namespaces.
 """
@@ -19,6 +25,7 @@ import ipaddress
 import itertools
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +38,8 @@ from tests.servers import Process, free_port, wait_until
 MASTER_NAME = "foodmaster"
 REDIS_HOSTS = ("A", "B")
 SENTINEL_HOSTS = ("A", "B", "C")
+#: replica-priority of a promotable replica (Redis' default); 0 while a server resyncs.
+PRIORITY = 100
 
 _networks = itertools.count()
 
@@ -86,7 +95,7 @@ class SoakNetwork(Network):
 class Cluster:
     """Master + replica + three Sentinels (quorum 2); see the module's docstring."""
 
-    def __init__(self, directory, namespaces=True, down_after_ms=1000, failover_timeout_ms=4000):
+    def __init__(self, directory, namespaces=True, down_after_ms=2000, failover_timeout_ms=4000):
         self.directory = Path(directory)
         self.net = SoakNetwork() if namespaces else None
         self.down_after_ms = down_after_ms
@@ -164,11 +173,12 @@ class Cluster:
         except (redis.RedisError, OSError):
             return {}
 
-    def healthy(self):
+    def healthy(self, promotable=True):
         """The master's host when the whole topology is back to normal, else None: a majority
         of the Sentinels (all three) names one master, the other Redis is its replica, in
-        sync, and every Sentinel sees that replica up and the two other Sentinels. Only then
-        can the next fault be survived."""
+        sync, and every Sentinel sees that replica up (and, with ``promotable``, with its
+        normal replica-priority) and the two other Sentinels. Only then can the next fault
+        be survived."""
         if self.partitioned:
             return None
         views = self.views()
@@ -195,10 +205,26 @@ class Cluster:
                 return None
             up = [r for r in replicas if self.host_of(r["ip"], r["port"]) == replica
                   and set(str(r.get("flags", "")).split(",")) == {"slave"}
-                  and r.get("master-link-status") == "ok"]
+                  and r.get("master-link-status") == "ok"
+                  and (not promotable or r.get("slave-priority") == PRIORITY)]
             if not up:
                 return None
         return master
+
+    def set_priority(self, host, priority):
+        """CONFIG SET replica-priority on ``host``'s server (HOST 0 reaches it, cut off or not)."""
+        self.redis(host, socket_timeout=5).config_set("replica-priority", priority)
+
+    def rejoin(self, host, timeout=120, what=None):
+        """``host``'s server (back with replica-priority 0) becomes the master's replica and
+        syncs; then it is made promotable again, and every Sentinel must see that."""
+        master = self.other(host)
+        what = what or f"{host}'s redis-server to come back as {master}'s replica, in sync"
+        wait_until(lambda: self.healthy(promotable=False) == master, timeout, what, interval=0.2)
+        self.set_priority(host, PRIORITY)
+        wait_until(lambda: self.healthy() == master, 60,
+                   f"the Sentinels to see {host}'s replica promotable again (replica-priority {PRIORITY})",
+                   interval=0.2)
 
     # ----------------------------------------------------------------------------------
     # Processes.
@@ -209,16 +235,16 @@ class Cluster:
         self.processes.append(process)
         return process.start()
 
-    def start_redis(self, host, replicaof=None):
+    def start_redis(self, host, replicaof=None, priority=PRIORITY):
         """A redis-server on ``host``'s address and port, in a new folder (never an old
         dump): a master unless ``replicaof`` (a host) is given."""
         address, port = self.redis_addr[host]
         number = next(self._starts)
         folder = self.directory / f"redis-{host}-{number}"
         folder.mkdir(parents=True)
-        extra = []
+        extra = ["--replica-priority", str(priority)]
         if replicaof:
-            extra = ["--replicaof", *map(str, self.redis_addr[replicaof])]
+            extra += ["--replicaof", *map(str, self.redis_addr[replicaof])]
         process = self._run(host, [redis_server_binary(), "--port", port, "--bind", address, "--save", "",
                                    "--appendonly", "no", "--dir", folder, "--protected-mode", "no",
                                    "--repl-timeout", "5", "--repl-ping-replica-period", "1", *extra],
@@ -292,11 +318,10 @@ class Cluster:
 
     def restart_as_replica(self, host, timeout=120):
         """Start the killed master's redis-server again (empty, as a master, as a restarted
-        service would); the Sentinels make it a replica of the new master. Waits until the
-        topology is healthy again."""
-        self.start_redis(host)
-        wait_until(lambda: self.healthy() == self.other(host), timeout,
-                   f"{host}'s restarted redis-server to come back as a replica, in sync", interval=0.2)
+        service would, but with replica-priority 0); the Sentinels make it a replica of the
+        new master. Waits until the topology is healthy again."""
+        self.start_redis(host, priority=0)
+        self.rejoin(host, timeout, f"{host}'s restarted redis-server to come back as a replica, in sync")
 
     def partition(self, host):
         """Cut ``host`` off from the two other hosts (HOST 0 still reaches it)."""
@@ -312,11 +337,77 @@ class Cluster:
                    f"the Sentinels on {' and '.join(far)} to promote {new}", interval=0.1)
 
     def heal(self):
+        """Heal the partition. The cut-off master gets replica-priority 0 first: it holds only
+        what it wrote alone, and must not be promoted before it has resynced (rejoin)."""
         host = self.partitioned
         if host is None:
             return
-        self.net.heal(host, [h for h in SENTINEL_HOSTS if h != host])
-        self.partitioned = None
+        try:
+            self.set_priority(host, 0)
+        finally:
+            self.net.heal(host, [h for h in SENTINEL_HOSTS if h != host])
+            self.partitioned = None
 
     def wait_healthy(self, master, timeout=120, what="the topology to be whole again"):
         wait_until(lambda: self.healthy() == master, timeout, what, interval=0.2)
+
+
+class SentinelEvents:
+    """Every failover the Sentinels announce, whoever caused it: a thread subscribed to each
+    Sentinel's ``+switch-master`` (and ``+sdown``/``+odown`` of a master) events, recording
+    ``(time.time(), sentinel host, event, payload)``. A failover no fault explains shows here."""
+
+    CHANNELS = ("+switch-master", "+sdown", "+odown", "+failover-end", "-failover-abort-no-good-slave")
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.events = []
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._listen, args=(host,), name=f"sentinel-events-{host}",
+                                          daemon=True) for host in SENTINEL_HOSTS]
+
+    def start(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _listen(self, host):
+        # Bounded by the stop event; a lost connection is made again (a second's pause).
+        while not self._stop.is_set():
+            try:
+                pubsub = self.cluster.sentinel(host).pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(*self.CHANNELS)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message and message.get("type") == "message":
+                        data = message["data"].decode(errors="replace")
+                        if message["channel"] == b"+sdown" and not data.startswith("master "):
+                            continue  # a replica or a Sentinel: not a failover
+                        with self.lock:
+                            self.events.append((time.time(), host, message["channel"].decode(), data))
+                pubsub.close()
+            except (redis.RedisError, OSError):
+                self._stop.wait(1)
+
+    def switches(self):
+        """[(time.time(), master host before, master host after)], once per failover: every
+        Sentinel announces it (one cut off, only once it hears of it), and failovers
+        alternate (A to B, then B to A), so an announcement of the change last seen is the
+        same failover."""
+        found = []
+        with self.lock:
+            events = sorted(self.events)
+        for at, _, channel, data in events:
+            if channel != "+switch-master":
+                continue
+            parts = data.split()  # name old-ip old-port new-ip new-port
+            change = (self.cluster.host_of(parts[1], parts[2]), self.cluster.host_of(parts[3], parts[4]))
+            if not found or found[-1][1:] != change:
+                found.append((at, *change))
+        return found
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
