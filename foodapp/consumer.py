@@ -27,7 +27,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from redis.exceptions import NoScriptError
 
-from foodapp.durable import hold_on
+from foodapp.durable import hold_on, is_retryable
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +89,38 @@ class FifoConsumer(_RedisConsumer):
             return
         change = getattr(message, "_foodapp_done", None)
         try:
-            # Held on to through a failover: the message stays in our hands (and in our
-            # ack set) until Redis takes its ack; Dramatiq's own retry only covers
-            # connection errors, and only every 5 s.
             if change is None:
+                # Its retry, delay or dead letter is stored: held on to through a failover,
+                # the message stays in our hands (and in our ack set) until Redis takes its
+                # ack, or the job would run twice; Dramatiq's own retry only covers
+                # connection errors, and only every 5 s.
                 hold_on(f"acknowledging job {message.message_id}",
                         lambda: self.broker.do_ack(self.queue_name, rid))
             else:
-                # The job succeeded: ack it and record it done in one call (see JobStatus).
-                hold_on(f"recording job {message.message_id} done", lambda: self.broker.jobs.finish(
-                    acks_key(self.broker, self.queue_name), f"{self.broker.namespace}:{self.queue_name}.msgs",
-                    rid, change))
+                self._finish(message, rid, change)
         finally:
             self.queued_message_ids.discard(message.message_id)
         self._held.discard(rid)
         self._acked.set()
+
+    def _finish(self, message, rid, change):
+        """The job succeeded: ack it and record it done in one call (see JobStatus), once.
+
+        Not held on to: a done written to another master than the job's own writes (a
+        failover between the two) would mark a job done whose effects were lost with the old
+        master. When Redis does not answer, the message is let go instead, still in our ack
+        set wherever Redis kept it: if this master took the done, nothing is left to give
+        back; if not (or a failover lost it), the orphan check gives it back and the job runs
+        again, as a job in flight at a failure may.
+        """
+        try:
+            self.broker.jobs.finish(acks_key(self.broker, self.queue_name),
+                                    f"{self.broker.namespace}:{self.queue_name}.msgs", rid, change)
+        except redis.RedisError as error:
+            if not is_retryable(error):
+                raise
+            log.warning("job %s ran, but Redis did not confirm it done (%s); if Redis lost its work, "
+                        "it runs again", message.message_id, error)
 
     def nack(self, message):
         # Moving the message to the dead letters, held on to like an ack.
