@@ -454,13 +454,16 @@ class Accepted:
     resolved: Counter = field(default_factory=Counter)   # "stored"/"not stored": unresolved, settled
     #: job ids named by 503 outcome_unknown answers -> the request's Idempotency-Key
     unknown: dict = field(default_factory=dict)
+    #: job id -> (time.time() of its 202, web URL, send number, replayed), for a lost job's story
+    when: dict = field(default_factory=dict)
 
-    def add(self, kind, body):
+    def add(self, kind, body, at=None, url=None, attempt=None, replayed=False):
         entries = body["jobs"] if kind == "menu" else [body]
         with self.lock:
             self.requests[kind] += 1
             for entry in entries:
                 self.jobs[entry["job_id"]] = (entry["queue"], entry.get("item"))
+                self.when[entry["job_id"]] = (at, url, attempt, replayed)
             if kind == "menu":
                 self.batches.append(body["batch_id"])
 
@@ -512,10 +515,11 @@ def send(urls, kind, request, accepted, config, rng, stop):
         with accepted.lock:
             accepted.answers[f"{kind} {status}" + (f" {error}" if error else "")] += 1
         if status == 202:
-            if answer_headers.get("Idempotent-Replayed") == "true":
+            replayed = answer_headers.get("Idempotent-Replayed") == "true"
+            if replayed:
                 with accepted.lock:
                     accepted.replayed += 1
-            accepted.add(kind, answer)
+            accepted.add(kind, answer, at=time.time(), url=url, attempt=attempt + 1, replayed=replayed)
             return True
         if status == 503:
             wrong = honest_503(kind, answer)
@@ -607,13 +611,16 @@ def leftovers(client):
 
 
 def wait_drained(client, accepted, timeout, log=print):
-    """Wait until every accepted job is finished and Redis holds nothing; (seconds, states)."""
+    """Wait until every accepted job the master knows is finished and Redis holds nothing;
+    (seconds, states)."""
     began = time.monotonic()
     last_print = [began]
 
     def drained():
         states = job_states(client, accepted.jobs)
-        pending = Counter(state for state in states.values() if state not in TERMINAL)
+        # A job unknown to the master (no status record: the enqueue stores it with the job)
+        # is lost, not pending: once the faults are over, nothing brings it back.
+        pending = Counter(state for state in states.values() if state not in TERMINAL and state is not None)
         held = leftovers(client) if not pending else {"(not looked at yet)": 1}
         if time.monotonic() - last_print[0] > 10:
             last_print[0] = time.monotonic()
@@ -707,7 +714,25 @@ def check_runs(runs, faults):
     return failures, figures
 
 
-def check(client, urls, accepted, states, faults, rng):
+def lost_story(job_ids, accepted, faults, load_began):
+    """How each lost job was accepted: when (from the load's start), through which web
+    process, on which send, replayed or not, and the Redis faults under way then."""
+    stories = []
+    for job_id in sorted(job_ids)[:20]:
+        at, url, attempt, replayed = accepted.when.get(job_id, (None, None, None, None))
+        if at is None:
+            stories.append(f"{job_id}: settled by its Idempotency-Key at the end (no 202)")
+            continue
+        during = [f"{FAULT_NAMES[f.kind]} at +{f.began - load_began:.1f} s (+{at - f.began:.1f} s into it; "
+                  f"promoted +{(f.promoted or f.began) - f.began:.1f} s"
+                  + (f", healed +{f.healed - f.began:.1f} s" if f.healed else "") + ")"
+                  for f in faults.done if f.kind in REDIS_FAULTS and f.began - 1 <= at <= f.ended + 1]
+        stories.append(f"{job_id}: 202 at +{at - load_began:.1f} s from {url} on send {attempt}"
+                       f"{' (replayed)' if replayed else ''}; during: {during or 'no Redis fault'}")
+    return stories
+
+
+def check(client, urls, accepted, states, faults, rng, load_began=0.0):
     """The guarantees, as a list of failures (empty: all held) and some figures."""
     failures = []
     figures = {}
@@ -747,7 +772,11 @@ def check(client, urls, accepted, states, faults, rng):
                 if totals.get(k, 0) != expected_totals.get(k, 0)}
         failures.append(f"ledger totals differ from the accepted orders (counted, accepted): {diff}")
     figures["ledger entries"] = len(ledger)
-    figures["lost"] = len(set(missing) | set(missing_jobs))
+    lost = set(missing) | set(missing_jobs)
+    figures["lost"] = len(lost)
+    if lost:
+        figures["lost_story"] = lost_story(lost, accepted, faults, load_began)
+        failures.append(f"{len(lost)} lost job(s), how each was accepted: " + "; ".join(figures["lost_story"]))
 
     # An answer never hides a job: a job an outcome_unknown answer named either is accepted
     # (a later 202, or its key stored) or was never kept; it never exists on its own (a
@@ -871,7 +900,7 @@ def soak(config, workdir, log=print):
                 threads=config.threads, env={"FOODAPP_REDIS_SENTINELS": cluster.sentinel_setting},
                 settings={"kitchen.preparation_seconds": str(config.preparation_seconds),
                           "enqueue.replicas": "1", "enqueue.replica_timeout_ms": str(config.replica_timeout_ms),
-                          "enqueue.retry_seconds": str(config.retry_seconds), "redis.socket_timeout": "1"})
+                          "enqueue.retry_seconds": str(config.retry_seconds)})
     events = None
     try:
         (workdir / "redis").mkdir(parents=True, exist_ok=True)
@@ -947,7 +976,7 @@ def soak(config, workdir, log=print):
         drain_seconds, states = wait_drained(client, accepted, config.drain_timeout, log)
         monitor.stop()
         rng = random.Random(f"{config.seed}-check")
-        failures, figures, runs = check(client, urls, accepted, states, faults, rng)
+        failures, figures, runs = check(client, urls, accepted, states, faults, rng, load_began_wall)
         if states is None:
             failures.insert(0, f"not drained within {config.drain_timeout:g} s")
         figures["master at the end"] = master
