@@ -24,12 +24,11 @@ from dramatiq.middleware import (
     ShutdownNotifications,
     TimeLimit,
 )
-from redis.exceptions import NoScriptError
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from foodapp import jobs
 from foodapp.consumer import FifoConsumer, Holdings
-from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable
+from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable, replicated
 from foodapp.heartbeat import Heartbeat
 from foodapp.replicas import ReplicaPolicy
 from foodapp.status import JobStatus
@@ -280,29 +279,8 @@ class FoodBroker(RedisBroker):
                 pause = min(pause * 2, 0.5)
 
     def _store_once(self, keys, args):
-        replicas = self.replicas.required()
-        for attempt in (1, 2):
-            try:
-                if not replicas:
-                    return self.client.evalsha(self._enqueue.sha, len(keys), *keys, *args)
-                # WAIT counts the replicas that have everything this connection wrote: it
-                # must follow the script on the same connection, hence the pipeline.
-                with self.client.pipeline(transaction=False) as pipe:
-                    pipe.evalsha(self._enqueue.sha, len(keys), *keys, *args)
-                    pipe.execute_command("WAIT", replicas, self.settings.enqueue_replica_timeout_ms)
-                    stored, acknowledged = pipe.execute()
-            except NoScriptError:
-                # A new or restarted server (a promoted replica, say) has no scripts yet.
-                self._enqueue.sha = self.client.script_load(self._enqueue.script)
-                if attempt == 2:
-                    raise
-                continue
-            if acknowledged < replicas:
-                raise NotReplicated(
-                    f"{acknowledged} of {replicas} replica(s) acknowledged the job within "
-                    f"{self.settings.enqueue_replica_timeout_ms} ms", reply=stored,
-                )
-            return stored
+        return replicated(self.client, self._enqueue, keys, args, self.replicas.required(),
+                          self.settings.enqueue_replica_timeout_ms, "the job")
 
 
 def make_middleware(settings):

@@ -36,6 +36,31 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, Not
 RETRYABLE_REPLIES = ("NOREPLICAS", "LOADING", "MASTERDOWN", "OOM", "TRYAGAIN")
 
 
+def replicated(client, script, keys, args, replicas, timeout_ms, what):
+    """Run a registered ``script`` and, with ``replicas``, wait until that many replicas have
+    what it wrote (``WAIT``, on the same connection: it counts that connection's writes,
+    hence the pipeline). Its reply; NotReplicated (with the reply) when too few confirm.
+    """
+    if not replicas:
+        return script(keys=keys, args=args)
+    for attempt in (1, 2):
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", replicas, timeout_ms)
+                reply, acknowledged = pipe.execute()
+        except redis.exceptions.NoScriptError:
+            # A new or restarted server (a promoted replica, say) has no scripts yet.
+            script.sha = client.script_load(script.script)
+            if attempt == 2:
+                raise
+            continue
+        if acknowledged < replicas:
+            raise NotReplicated(f"{acknowledged} of {replicas} replica(s) acknowledged {what} within {timeout_ms} ms",
+                                reply=reply)
+        return reply
+
+
 def is_retryable(error):
     return isinstance(error, RETRYABLE) or (
         isinstance(error, redis.ResponseError) and str(error).startswith(RETRYABLE_REPLIES)

@@ -9,9 +9,7 @@ import time
 from datetime import datetime, timezone
 from importlib import resources
 
-from redis.exceptions import NoScriptError
-
-from foodapp.durable import NotReplicated
+from foodapp.durable import replicated
 
 STATUS_PREFIX = "foodapp:job:"
 WORKER_PREFIX = "foodapp:worker:"
@@ -125,25 +123,8 @@ class JobStore:
         not start a job that the other side may run too.
         """
         keys, args = change
-        keys, args = [acks_key, *keys], [redis_message_id, delivery, *args]
-        if not replicas:
-            return self._start(keys=keys, args=args)
-        for attempt in (1, 2):
-            try:
-                with self.client.pipeline(transaction=False) as pipe:
-                    pipe.evalsha(self._start.sha, len(keys), *keys, *args)
-                    pipe.execute_command("WAIT", replicas, timeout_ms)
-                    started, acknowledged = pipe.execute()
-            except NoScriptError:
-                # A new master (a promoted replica) has no scripts yet.
-                self._start.sha = self.client.script_load(self._start.script)
-                if attempt == 2:
-                    raise
-                continue
-            if acknowledged < replicas:
-                raise NotReplicated(f"{acknowledged} of {replicas} replica(s) acknowledged the start of the job "
-                                    f"within {timeout_ms} ms")
-            return started
+        return replicated(self.client, self._start, [acks_key, *keys], [redis_message_id, delivery, *args],
+                          replicas, timeout_ms, "the start of the job")
 
     def finish(self, acks_key, messages_key, redis_message_id, change):
         """Acknowledge a message and apply ``change`` (keys, args) to its job, atomically."""
