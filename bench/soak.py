@@ -647,11 +647,11 @@ def count_runs(client, accepted, faults):
     its retries stay whole elsewhere); and the cut-off masters' ledger entries of jobs that
     were never accepted (a job run where no failover keeps it)."""
     runs = read_runs(client, accepted.jobs)
-    merged, strays = [], []
+    merged, strays = [], {}
     for cut in faults.cut_off_runs:
         for job_id, old in cut.items():
             if job_id not in runs:
-                strays.append(job_id)
+                strays[job_id] = old
             elif not set(old.starts) <= set(runs[job_id].starts):
                 runs[job_id] = merge({job_id: runs[job_id]}, {job_id: old})[job_id]
                 merged.append(job_id)
@@ -823,7 +823,7 @@ def check(client, urls, accepted, states, faults, rng, load_began=0.0):
     runs, merged, strays = count_runs(client, accepted, faults)
     if strays:
         failures.append(f"{len(strays)} job(s) ran on a cut-off master (ledger entry written there) but exist "
-                        f"nowhere the failover kept: {strays[:10]}")
+                        f"nowhere the failover kept; their timelines there: {describe(strays)}")
     run_failures, run_figures = check_runs(runs, faults)
     failures += run_failures
     figures.update(run_figures, cut_off_merged=len(merged))
