@@ -3,7 +3,8 @@
 ``enqueue.replicas`` is what we want. With Sentinels there is one case where fewer is
 safe: after a failover the promoted master may have no replica yet (the old master is
 gone). If a majority of the Sentinels is reachable from here and agrees that the master we
-write to is *the* master, writes to it will not be thrown away, so an enqueue waits only
+write to is *the* master and up (none of them judging it down: a Sentinel that does is
+about to vote for a promotion), writes to it will not be thrown away, so an enqueue waits only
 for the replicas it has online. When we cannot confirm that (a partition cut us off with an
 old master), the enqueue waits for all ``enqueue.replicas``: with no replica reachable it
 times out and answers 503, so no job is acknowledged that a failover could discard.
@@ -46,49 +47,65 @@ class ReplicaPolicy:
         """Ask the Sentinels now, not at the next poll: an enqueue is being retried, and a
         failover may have just left the new master without its replica."""
         if self.settings.redis_sentinels:
-            try:
-                self._required = self.check()
-            except redis.RedisError as error:
-                log.debug("replica policy: %s", error)
+            self._update()
 
     def _watch(self):
         stop = threading.Event()
         while not stop.wait(self.interval):
-            required = self.settings.enqueue_replicas
-            try:
-                required = self.check()
-            except redis.RedisError as error:
-                log.debug("replica policy: %s", error)
-            if required != self._required:
-                log.warning("enqueues now wait for %d replica(s) (configured: %d)",
-                            required, self.settings.enqueue_replicas)
-            self._required = required
+            self._update()
+
+    def _update(self):
+        required = self.settings.enqueue_replicas
+        try:
+            required = self.check()
+        except redis.RedisError as error:
+            log.debug("replica policy: %s", error)
+        if required != self._required:
+            log.warning("writes now wait for %d replica(s) (configured: %d)",
+                        required, self.settings.enqueue_replicas)
+        self._required = required
 
     def check(self):
+        """How many replicas a write must wait for now, from what the Sentinels see.
+
+        A Sentinel agrees with us only if it names our master, does not judge it down
+        (``s_down``: it is about to vote for a promotion; or ``o_down``) and answered both
+        questions. Fewer than ``enqueue.replicas`` only with a majority agreeing.
+        """
         settings = self.settings
         master = tuple(self.client.connection_pool.get_master_address())
         agreeing, replicas_seen, epoch = 0, 0, 0
         for host, port in settings.redis_sentinels:
-            sentinel = redis.Redis(host=host, port=port, password=settings.redis_sentinel_password,
-                                   socket_timeout=0.5, socket_connect_timeout=0.5)
-            try:
-                state = sentinel.sentinel_master(settings.redis_master_name)
-                if (state["ip"], int(state["port"])) != master or state.get("is_odown"):
-                    continue
-                agreeing += 1
-                epoch = max(epoch, int(state.get("config-epoch", 0)))
-                replicas = sentinel.sentinel_slaves(settings.redis_master_name)
-                up = [r for r in replicas if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))]
-                # Conservative: the most replicas any agreeing sentinel sees up.
-                replicas_seen = max(replicas_seen, len(up))
-            except redis.RedisError:
+            view = self._view(host, port, master)
+            if view is None:
                 continue
-            finally:
-                sentinel.close()
+            agreeing += 1
+            epoch = max(epoch, view[0])
+            # Conservative: the most replicas any agreeing sentinel sees up.
+            replicas_seen = max(replicas_seen, view[1])
         if agreeing <= len(settings.redis_sentinels) // 2:
             return settings.enqueue_replicas
         self._record_failover(epoch, f"{master[0]}:{master[1]}")
         return min(settings.enqueue_replicas, replicas_seen)
+
+    def _view(self, host, port, master):
+        """(config epoch, replicas up) of a Sentinel that agrees ``master`` is the master and
+        up, or None (it names another, judges it down, or did not answer)."""
+        settings = self.settings
+        sentinel = redis.Redis(host=host, port=port, password=settings.redis_sentinel_password,
+                               socket_timeout=0.5, socket_connect_timeout=0.5)
+        try:
+            state = sentinel.sentinel_master(settings.redis_master_name)
+            if ((state["ip"], int(state["port"])) != master
+                    or state.get("is_sdown") or state.get("is_odown") or state.get("is_disconnected")):
+                return None
+            replicas = sentinel.sentinel_slaves(settings.redis_master_name)
+        except redis.RedisError:
+            return None
+        finally:
+            sentinel.close()
+        up = [r for r in replicas if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))]
+        return int(state.get("config-epoch", 0)), len(up)
 
     def _record_failover(self, epoch, master):
         """Write down a failover the first time any process sees its new epoch."""
