@@ -15,7 +15,7 @@ help:
 	@echo "make run    create .venv, install, and run web + workers (+ Redis if none answers) under supervisord"
 	@echo "make test   install what the tests need and run the whole suite"
 	@echo "make bench  foodapp against baselines measured in the same run (ratios)"
-	@echo "make soak SECONDS=300   mixed load with random worker kill -9s; checks the ledger, stuck jobs, RSS"
+	@echo "make soak SECONDS=300 FAULTS=worker,master,partition   mixed load under faults; checks losses, re-runs, stuck jobs, RSS"
 	@echo "make clean  remove .venv and var/"
 	@echo "make deploy-restart HAPROXY=host0:9999 HOST=hostA   restart this host's web processes one at a time"
 
@@ -67,11 +67,14 @@ bench: SYSTEM_PACKAGES = wrk:wrk redis-benchmark:redis-tools
 bench: $(VENV)/.installed-testing system-packages
 	$(BIN)/python bench/run.py
 
-# Mixed load for $(SECONDS) s with random worker kill -9s; fails if a job was lost, doubled
-# or stuck, or the memory of a never-killed process grew grossly. See docs/soak.md.
+# Mixed load for $(SECONDS) s under $(FAULTS): worker kill -9s, Redis master kill -9s
+# (Sentinel failovers) and host partitions (where network namespaces can be made); fails if
+# a job was lost, re-run where no fault explains it, or stuck, or the memory of a
+# never-killed process grew grossly. See docs/soak.md.
 SECONDS ?= 300
+FAULTS ?= worker,master,partition
 soak: $(VENV)/.installed-testing
-	$(BIN)/python -m bench.soak --seconds $(SECONDS)
+	$(BIN)/python -m bench.soak --seconds $(SECONDS) --faults $(FAULTS)
 
 clean:
 	rm -rf $(VENV) var
