@@ -111,6 +111,12 @@ def menu(request):
         body = json.loads(request.body or b"null")
     except ValueError as error:
         return json_error(400, "bad_json", f"the body is not valid JSON: {error}")
+    except RecursionError:
+        return json_error(
+            400, "bad_json",
+            "the body is nested too deeply to read: a menu is a flat list of objects, "
+            'e.g. [{"comer": "pimiento"}, {"beber": "rioja"}]',
+        )
     try:
         items = menu_items(body, settings.orders_max_batch, settings.orders_max_item_length)
         delay = delay_ms(request.GET, settings.orders_max_delay_seconds)
