@@ -12,8 +12,9 @@ ENVIRONMENT = {
     "redis.sentinel_password": "FOODAPP_SENTINEL_PASSWORD",
     "dashboard.username": "FOODAPP_DASHBOARD_USERNAME",
     "dashboard.password_hash": "FOODAPP_DASHBOARD_PASSWORD_HASH",
+    "security.detail_token": "FOODAPP_DETAIL_TOKEN",
 }
-SECRETS = {"redis.password", "redis.sentinel_password", "dashboard.password_hash"}
+SECRETS = {"redis.password", "redis.sentinel_password", "dashboard.password_hash", "security.detail_token"}
 
 
 class SettingsError(ValueError):
@@ -41,6 +42,15 @@ def _bool(raw, name):
     if value in ("0", "false", "no", "off", ""):
         return False
     raise SettingsError(f"setting {name} must be true or false, got {raw!r}")
+
+
+def _networks(raw, name):
+    import ipaddress
+
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in str(raw).split())
+    except ValueError as error:
+        raise SettingsError(f"setting {name}: {error}; give networks as CIDR, e.g. 127.0.0.0/8 10.1.0.0/16") from None
 
 
 def _hostports(raw, name):
@@ -90,6 +100,11 @@ class Settings:
     dashboard_login_required: bool = False
     dashboard_username: str | None = None
     dashboard_password_hash: str | None = field(default=None, repr=False)
+    dashboard_login_max_failures: int = 10
+    dashboard_login_failure_window: int = 900
+    reports_max_items: int = 100
+    security_internal_networks: tuple = field(default_factory=lambda: _networks("127.0.0.0/8 ::1/128", ""))
+    security_detail_token: str | None = field(default=None, repr=False)
 
 
 # ini name -> parser (None: a string). The field of Settings is the name with "_" for ".".
@@ -127,6 +142,11 @@ _PARSERS = {
     "dashboard.login_required": _bool,
     "dashboard.username": None,
     "dashboard.password_hash": None,
+    "dashboard.login_max_failures": _int,
+    "dashboard.login_failure_window": _int,
+    "reports.max_items": _int,
+    "security.internal_networks": _networks,
+    "security.detail_token": None,
 }
 
 
