@@ -58,4 +58,6 @@ def mount(app, registry):
     return Protected(
         app, [settings.dashboard_prefix, "/ops"], settings.dashboard_username,
         settings.dashboard_password_hash if settings.dashboard_login_required else None,
+        client=registry.broker.client, max_failures=settings.dashboard_login_max_failures,
+        failure_window=settings.dashboard_login_failure_window,
     )

@@ -4,8 +4,11 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
+
+import redis
 
 HEADERS = [
     # No script runs unless it is a file of ours (there are none inline), so an item name
@@ -18,6 +21,8 @@ HEADERS = [
 ]
 
 AUDIT = "foodapp:audit"
+
+log = logging.getLogger(__name__)
 
 
 def hash_password(password, *, salt=None, n=2 ** 14, r=8, p=1):
@@ -39,49 +44,129 @@ def check_password(password, stored):
     return hmac.compare_digest(actual, expected)
 
 
-class Protected:
-    """WSGI middleware: security headers everywhere; a login in front of ``prefixes``."""
+#: Failed logins per client address: a counter with the window as its TTL.
+LOGIN_FAILURES = "foodapp:login-failures:"
+LOGOUT_PATH = "/logout"
+REALM = 'Basic realm="foodapp", charset="UTF-8"'
 
-    def __init__(self, app, prefixes, username=None, password_hash=None):
+
+def _json(start_response, status, body, headers=()):
+    raw = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(raw))),
+                            ("Cache-Control", "no-store"), *headers])
+    return [raw]
+
+
+class Protected:
+    """WSGI middleware: security headers everywhere; a login in front of ``prefixes``.
+
+    The login costs the same whoever the user claims to be (one scrypt check against the
+    stored hash, the user name and password judged together), so user names cannot be told
+    apart by timing; failed attempts are counted per client address in Redis and refused
+    with 429 past ``max_failures`` within ``failure_window`` seconds; ``/logout`` answers 401
+    so that the browser forgets the credentials.
+    """
+
+    def __init__(self, app, prefixes, username=None, password_hash=None, *, client=None,
+                 max_failures=10, failure_window=900):
         self.app = app
         self.prefixes = prefixes
         self.username = username
         self.password_hash = password_hash
-        self._checked = {}  # a successful (user, password) -> hash, to skip scrypt per request
+        self.client = client
+        self.max_failures = max_failures
+        self.failure_window = failure_window
+        self._checked = {}  # a successful Authorization header -> hash, to skip scrypt per request
 
     def _guarded(self, path):
         return self.password_hash is not None and any(
             path == prefix or path.startswith(prefix + "/") for prefix in self.prefixes)
 
-    def _user(self, environ):
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        if not header.startswith("Basic "):
-            return None
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if not hmac.compare_digest(user.encode(), self.username.encode()):
-            return None
-        if self._checked.get(header) == self.password_hash or check_password(password, self.password_hash):
+    def _user(self, header):
+        """The user a Basic Authorization header logs in, or None."""
+        if self._checked.get(header) == self.password_hash:
+            return self.username
+        user, password = "", ""
+        if header.startswith("Basic "):
+            try:
+                user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
+            except (ValueError, UnicodeDecodeError):
+                user, password = "", ""
+        # Both checks always run, scrypt included, and are judged together: a wrong user
+        # name costs what a wrong password costs.
+        user_ok = hmac.compare_digest(hashlib.sha256(user.encode()).digest(),
+                                      hashlib.sha256(self.username.encode()).digest())
+        password_ok = check_password(password, self.password_hash)
+        if user_ok & password_ok:
             self._checked = {header: self.password_hash}
             return user
         return None
+
+    def _failures(self, address):
+        """(failed attempts, seconds until the count ends) for a client address."""
+        key = LOGIN_FAILURES + address
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.ttl(key)
+            count, ttl = pipe.execute()
+        return int(count or 0), ttl
+
+    def _failed(self, address):
+        key = LOGIN_FAILURES + address
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(key, 0, ex=self.failure_window, nx=True)  # the window starts at the first failure
+            pipe.incr(key)
+            pipe.execute()
+
+    def _login(self, environ, start_response):
+        """None when the request is logged in (REMOTE_USER set), else the refusal sent."""
+        address = environ.get("REMOTE_ADDR") or "unknown"
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        limited = self.client is not None and self.max_failures > 0
+        if limited and self._checked.get(header) != self.password_hash:
+            try:
+                count, ttl = self._failures(address)
+            except redis.RedisError as error:
+                log.warning("login: could not read the failed-attempt count of %s: %s", address, error)
+                count, ttl = 0, -2
+            if count >= self.max_failures:
+                wait = ttl if ttl > 0 else self.failure_window
+                until = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
+                return _json(start_response, "429 Too Many Requests", {
+                    "error": "too_many_login_failures",
+                    "message": f"{count} failed logins from {address} within {self.failure_window} s: "
+                               f"logins from there are refused; try again in {wait} s (at {until})",
+                }, [("Retry-After", str(wait))])
+        user = self._user(header) if header else None
+        if user is not None:
+            environ["REMOTE_USER"] = user
+            return None
+        if header and limited:  # a prompt without credentials is not a failed attempt
+            try:
+                self._failed(address)
+            except redis.RedisError as error:
+                log.warning("login: could not count a failed attempt from %s: %s", address, error)
+        return _json(start_response, "401 Unauthorized", {
+            "error": "login_required",
+            "message": "log in with the dashboard's user name and password",
+        }, [("WWW-Authenticate", REALM)])
 
     def __call__(self, environ, start_response):
         def with_headers(status, headers, exc_info=None):
             return start_response(status, list(headers) + HEADERS, exc_info)
 
-        if self._guarded(environ.get("PATH_INFO", "")):
-            user = self._user(environ)
-            if user is None:
-                body = json.dumps({"error": "login_required",
-                                   "message": "log in with the dashboard's user name and password"}).encode()
-                with_headers("401 Unauthorized", [("Content-Type", "application/json"),
-                                                  ("WWW-Authenticate", 'Basic realm="foodapp", charset="UTF-8"'),
-                                                  ("Content-Length", str(len(body)))])
-                return [body]
-            environ = {**environ, "REMOTE_USER": user}
+        path = environ.get("PATH_INFO", "")
+        if self.password_hash is not None and path.rstrip("/") == LOGOUT_PATH:
+            return _json(with_headers, "401 Unauthorized", {
+                "error": "logged_out",
+                "message": "logged out: if the browser asks for a user name and password, press Cancel "
+                           "(or close the browser) and it forgets the ones it had; open /ops to log in again",
+            }, [("WWW-Authenticate", REALM)])
+        if self._guarded(path):
+            environ = dict(environ)
+            refused = self._login(environ, with_headers)
+            if refused is not None:
+                return refused
         return self.app(environ, with_headers)
 
 
