@@ -1,5 +1,11 @@
-"""The OpenAPI 3 description of foodapp's HTTP interface, served at /openapi.json."""
+"""The OpenAPI 3 description of foodapp's HTTP interface, served at /openapi.json.
+
+The limits it publishes (the longest item name, the most items in a menu, the longest
+delay, how long an Idempotency-Key is kept) are the running app's settings, read from
+the ini and the environment: ``document(settings)`` never states a number of its own.
+"""
 from foodapp.jobs import STATES
+from foodapp.settings import Settings
 
 
 def _error(description):
@@ -20,32 +26,46 @@ UNAVAILABLE = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 COMMON = {"404": _error("No such route or object"), "503": UNAVAILABLE}
-IDEMPOTENCY = {
-    "name": "Idempotency-Key", "in": "header", "required": False,
-    "description": "Send the same key again (within orders.idempotency_ttl, 24 h) to get the first answer back "
-                   "instead of a second job. The same key with another request is refused with 422.",
-    "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
-}
+
+
+def _idempotency(settings):
+    return {
+        "name": "Idempotency-Key", "in": "header", "required": False,
+        "description": f"Send the same key again (within orders.idempotency_ttl, {settings.orders_idempotency_ttl} s) "
+                       "to get the first answer back instead of a second job. The same key with another request "
+                       "is refused with 422.",
+        "schema": {"type": "string", "pattern": "^[\\x20-\\x7e]{1,255}$"},
+    }
+
 UUID = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-# What foodapp/items.py enforces, but "not only spaces", which a pattern says badly.
-ITEM_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029/%]{1,64}$"
-DELAY = [
-    {"name": "delay", "in": "query", "required": False, "description": "Seconds to wait before the job may run (0 to 7 days).",
-     "schema": {"type": "number", "minimum": 0, "maximum": 604800}},
-    {"name": "eta", "in": "query", "required": False, "description": "When the job may run, ISO 8601 with a time zone.",
-     "schema": {"type": "string", "format": "date-time"}},
-]
 
 
-def _order(queue, what):
+def _item_pattern(settings):
+    """What foodapp/items.py enforces, but "not only spaces", which a pattern says badly."""
+    return f"^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029/%]{{1,{settings.orders_max_item_length}}}$"
+
+
+def _delay(settings):
+    longest = settings.orders_max_delay_seconds
+    return [
+        {"name": "delay", "in": "query", "required": False,
+         "description": f"Seconds to wait before the job may run (0 to orders.max_delay_seconds, {longest}).",
+         "schema": {"type": "number", "minimum": 0, "maximum": longest}},
+        {"name": "eta", "in": "query", "required": False,
+         "description": f"When the job may run, ISO 8601 with a time zone, at most {longest} s from now.",
+         "schema": {"type": "string", "format": "date-time"}},
+    ]
+
+
+def _order(queue, what, settings):
     operation = {
         "summary": f"Order one {what}: queue a job on the {queue} queue",
         "parameters": [
             {"name": "item", "in": "path", "required": True,
-             "description": "UTF-8, 1 to orders.max_item_length (64) characters, not only spaces, "
-                            "no control characters, '/' or '%'.",
-             "schema": {"type": "string", "pattern": ITEM_PATTERN}},
-            *DELAY, IDEMPOTENCY,
+             "description": f"UTF-8, 1 to orders.max_item_length ({settings.orders_max_item_length}) "
+                            "characters, not only spaces, no control characters, '/' or '%'.",
+             "schema": {"type": "string", "pattern": _item_pattern(settings)}},
+            *_delay(settings), _idempotency(settings),
         ],
         "responses": {
             "202": {**_json("Accepted: the job is stored (and replicated)", "JobAccepted"),
@@ -72,20 +92,24 @@ def _page(operation_id, summary, parameters=(), method="get", responses=None):
                                                 "404": {**html, "description": "No such page or job"}}}}
 
 
-def document():
+def document(settings=None):
+    """The document for an app with these settings (foodapp.settings.Settings; its defaults if None)."""
+    settings = Settings() if settings is None else settings
+    item_pattern = _item_pattern(settings)
     return {
         "openapi": "3.0.3",
         "info": {"title": "foodapp", "version": "0.1.0",
                  "description": "Orders over HTTP become Dramatiq jobs on Redis, run FIFO, never lost."},
         "paths": {
-            "/comer/{item}": _order("comer", "food"),
-            "/beber/{item}": _order("beber", "drink"),
+            "/comer/{item}": _order("comer", "food", settings),
+            "/beber/{item}": _order("beber", "drink", settings),
             "/comer": _no_item("comer"),
             "/beber": _no_item("beber"),
             "/menu": {"post": {
                 "operationId": "menu",
-                "summary": "Order a whole menu: every item is stored, or none is",
-                "parameters": [*DELAY, IDEMPOTENCY],
+                "summary": f"Order a whole menu of at most orders.max_batch ({settings.orders_max_batch}) "
+                           "items: every item is stored, or none is",
+                "parameters": [*_delay(settings), _idempotency(settings)],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Menu"}}}},
                 "responses": {
                     "202": {**_json("Accepted: every job is stored", "BatchAccepted"),
@@ -99,13 +123,14 @@ def document():
             "/reports": {"post": {
                 "operationId": "report",
                 "summary": "Queue a report of the ledger on the batch queue",
-                "parameters": [IDEMPOTENCY],
+                "parameters": [_idempotency(settings)],
                 "responses": {"202": _json("Accepted", "JobAccepted"), "400": _error("Bad Idempotency-Key"),
                               "422": _error("The Idempotency-Key was used for another request"), **COMMON},
             }},
             "/api/jobs/{job_id}": {"get": {
                 "operationId": "job",
-                "summary": "A job's state, timestamps, worker, result or error, and timeline (kept 24 h)",
+                "summary": "A job's state, timestamps, worker, result or error, and timeline (kept jobs.status_ttl, "
+                           f"{settings.jobs_status_ttl} s, after its last change)",
                 "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": UUID}}],
                 "responses": {"200": _json("The job", "Job"), "400": _error("Not a job id (a UUID)"), **COMMON},
             }},
@@ -157,11 +182,11 @@ def document():
             "BatchAccepted": {"type": "object", "required": ["batch_id", "status_url", "jobs"],
                               "properties": {"batch_id": {"type": "string"}, "status_url": {"type": "string"},
                                              "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/JobAccepted"}}}},
-            "Menu": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"oneOf": [
+            "Menu": {"type": "array", "minItems": 1, "maxItems": settings.orders_max_batch, "items": {"oneOf": [
                 {"type": "object", "required": ["comer"], "additionalProperties": False,
-                 "properties": {"comer": {"type": "string", "pattern": ITEM_PATTERN}}},
+                 "properties": {"comer": {"type": "string", "pattern": item_pattern}}},
                 {"type": "object", "required": ["beber"], "additionalProperties": False,
-                 "properties": {"beber": {"type": "string", "pattern": ITEM_PATTERN}}},
+                 "properties": {"beber": {"type": "string", "pattern": item_pattern}}},
             ]}},
             "Job": {"type": "object", "required": ["state", "job_id", "queue", "actor", "events"],
                     "properties": {"state": {"type": "string", "enum": list(STATES)},

@@ -143,3 +143,34 @@ def test_an_idle_connection_is_closed_after_channel_timeout(tmp_path, redis_serv
         assert redis_server.client().dbsize() == 0
     finally:
         web.stop()
+
+
+def test_the_document_publishes_the_limits_of_the_settings_the_app_was_built_with(redis_server, monkeypatch):
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_URL", redis_server.url)
+    app = make_app(**{"orders.max_item_length": "7", "orders.max_batch": "3", "orders.max_delay_seconds": "90",
+                      "orders.idempotency_ttl": "120", "jobs.status_ttl": "600"})
+    document = app.get("/openapi.json").json
+    for path in ("/comer/{item}", "/beber/{item}"):
+        operation = document["paths"][path]["get"]
+        parameters = {parameter["name"]: parameter for parameter in operation["parameters"]}
+        assert parameters["item"]["schema"]["pattern"].endswith("{1,7}$")
+        assert "(7)" in parameters["item"]["description"]
+        assert parameters["delay"]["schema"]["maximum"] == 90
+        assert "120 s" in parameters["Idempotency-Key"]["description"]
+    menu = document["components"]["schemas"]["Menu"]
+    assert menu["maxItems"] == 3
+    assert all(choice["properties"][queue]["pattern"].endswith("{1,7}$")
+               for choice, queue in zip(menu["items"]["oneOf"], ("comer", "beber")))
+    assert "600 s" in document["paths"]["/api/jobs/{job_id}"]["get"]["summary"]
+    text = json.dumps(document)
+    for default in ("{1,64}", "604800", "86400"):
+        assert default not in text, f"{default} is a default, not this app's setting"
+
+    # And the app enforces what it publishes.
+    assert app.get("/comer/" + "x" * 8, status=400).json["error"] == "bad_item"
+    app.get("/comer/" + "x" * 7, status=202)
+    app.get("/comer/pan?delay=91", status=400)
+    app.post_json("/menu", [{"comer": "pan"}] * 4, status=400)
+    app.post_json("/menu", [{"comer": "pan"}] * 3, status=202)
