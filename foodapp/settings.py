@@ -2,8 +2,14 @@
 import os
 from dataclasses import dataclass, field
 
-# Environment variables that override ini settings. Secrets (passwords) are only ever read
-# from here: the ini files in the repository never hold them.
+# Every setting can be overridden from the environment by one rule: FOODAPP_<SECTION>_<NAME>,
+# the setting's name upper-cased with "_" for "." (enqueue.replicas: FOODAPP_ENQUEUE_REPLICAS;
+# see environment_name). An empty variable counts as unset. Secrets are only ever read from
+# the environment: the ini files in the repository never hold them.
+#
+# The names below were in use before the rule and keep working beside it (most are the
+# rule's own name; FOODAPP_SENTINEL_PASSWORD is not). Setting both names of one setting to
+# different values is refused.
 ENVIRONMENT = {
     "redis.url": "FOODAPP_REDIS_URL",
     "redis.sentinels": "FOODAPP_REDIS_SENTINELS",
@@ -150,22 +156,41 @@ _PARSERS = {
 }
 
 
+def environment_name(name):
+    """The variable that overrides setting ``name``: "enqueue.replicas" -> FOODAPP_ENQUEUE_REPLICAS."""
+    return "FOODAPP_" + name.replace(".", "_").upper()
+
+
+def _from_environment(name, environ):
+    """``(variable, value)`` overriding setting ``name`` (the rule's name or its older one), or None."""
+    names = dict.fromkeys([environment_name(name), ENVIRONMENT.get(name)] if name in ENVIRONMENT
+                          else [environment_name(name)])
+    found = [(variable, environ[variable]) for variable in names if str(environ.get(variable) or "").strip()]
+    if len({value for _, value in found}) > 1:
+        raise SettingsError(
+            f"setting {name} is given twice in the environment with different values, by "
+            f"{found[0][0]} and {found[1][0]}: keep one of them"
+        )
+    return found[0] if found else None
+
+
 def from_ini(raw, environ=None):
-    """Build Settings from the ini's [app:main] values, then the environment."""
+    """Build Settings from the ini's [app:main] values, then the environment (FOODAPP_<SECTION>_<NAME>)."""
     environ = os.environ if environ is None else environ
     values = {}
     for name, parse in _PARSERS.items():
-        raw_value = raw.get(name)
+        raw_value, source = raw.get(name), name
         if name in SECRETS and raw_value:
             raise SettingsError(
                 f"setting {name} must not be written in the ini file; "
-                f"set the environment variable {ENVIRONMENT[name]} instead"
+                f"set the environment variable {ENVIRONMENT.get(name) or environment_name(name)} instead"
             )
-        if name in ENVIRONMENT and environ.get(ENVIRONMENT[name]):
-            raw_value = environ[ENVIRONMENT[name]]
+        override = _from_environment(name, environ)
+        if override:
+            raw_value, source = override[1], f"{name} (from the environment variable {override[0]})"
         if raw_value is None or (isinstance(raw_value, str) and not raw_value.strip()):
             continue
-        values[name.replace(".", "_")] = parse(raw_value, name) if parse else str(raw_value).strip()
+        values[name.replace(".", "_")] = parse(raw_value, source) if parse else str(raw_value).strip()
     settings = Settings(**values)
     _check(settings)
     return settings

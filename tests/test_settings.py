@@ -1,7 +1,7 @@
 """Settings: read from the ini, overridden from the environment, secrets never in the ini."""
 import pytest
 
-from foodapp.settings import SettingsError, from_ini
+from foodapp.settings import _PARSERS, ENVIRONMENT, SECRETS, Settings, SettingsError, environment_name, from_ini
 
 
 def test_defaults_and_ini_values():
@@ -55,3 +55,92 @@ def test_the_three_ini_files_have_the_same_sections_and_keys():
     # production adds only the proxy trust settings of waitress
     prod = dict(shapes[2])
     assert set(prod["server:main"]) - set(dict(shapes[0])["server:main"]) == {"trusted_proxy", "trusted_proxy_headers"}
+
+
+# One valid value per kind of setting, for the rule's test; a new kind needs a line here.
+SAMPLES = {"_int": "3", "_float": "3.5", "_bool": "true", "_hostports": "sentinel-x:26390", "_networks": "10.9.0.0/16"}
+STRINGS = {"redis.url": "redis://10.1.2.3:6390/4", "dashboard.prefix": "/cola"}
+# Variables foodapp's own tools set (foodapp/dev.py, foodapp/worker.py): no setting may be named like them.
+TOOL_VARIABLES = {"FOODAPP_INI", "FOODAPP_BIN", "FOODAPP_ROOT", "FOODAPP_EMBEDDED_REDIS",
+                  "FOODAPP_REDIS_START", "FOODAPP_REDIS_SERVER", "FOODAPP_REDIS_PORT"}
+LOGIN = {"FOODAPP_DASHBOARD_USERNAME": "ops", "FOODAPP_DASHBOARD_PASSWORD_HASH": "scrypt$x"}
+
+
+def sample(name):
+    parse = _PARSERS[name]
+    raw = SAMPLES.get(parse.__name__) if parse else STRINGS.get(name, "from-the-environment")
+    assert raw is not None, f"add a sample value for the parser of {name} to SAMPLES"
+    return raw
+
+
+@pytest.mark.parametrize("name", sorted(_PARSERS))
+def test_every_setting_is_overridden_by_foodapp_section_name(name):
+    parse, raw = _PARSERS[name], sample(name)
+    variable = environment_name(name)
+    assert variable == "FOODAPP_" + name.upper().replace(".", "_")
+    ini = {} if name in SECRETS else {name: ""}
+    settings = from_ini(ini, environ={**LOGIN, variable: raw})
+    assert getattr(settings, name.replace(".", "_")) == (parse(raw, name) if parse else raw)
+
+
+def test_the_rule_by_example():
+    settings = from_ini({"enqueue.replicas": "0", "jobs.max_retries": "3", "orders.max_batch": "100"},
+                        environ={"FOODAPP_ENQUEUE_REPLICAS": "1", "FOODAPP_JOBS_MAX_RETRIES": "9"})
+    assert (settings.enqueue_replicas, settings.jobs_max_retries, settings.orders_max_batch) == (1, 9, 100)
+
+
+@pytest.mark.parametrize("name", sorted(ENVIRONMENT))
+def test_the_older_names_keep_working(name):
+    settings = from_ini({}, environ={**LOGIN, ENVIRONMENT[name]: sample(name)})
+    assert getattr(settings, name.replace(".", "_")) not in (None, Settings.__dataclass_fields__[name.replace(".", "_")].default)
+
+
+def test_sentinel_password_by_either_name_and_a_conflict_is_named():
+    assert from_ini({}, environ={"FOODAPP_SENTINEL_PASSWORD": "a"}).redis_sentinel_password == "a"
+    assert from_ini({}, environ={"FOODAPP_REDIS_SENTINEL_PASSWORD": "a"}).redis_sentinel_password == "a"
+    both = {"FOODAPP_REDIS_SENTINEL_PASSWORD": "a", "FOODAPP_SENTINEL_PASSWORD": "a"}
+    assert from_ini({}, environ=both).redis_sentinel_password == "a"
+    with pytest.raises(SettingsError, match="FOODAPP_REDIS_SENTINEL_PASSWORD and FOODAPP_SENTINEL_PASSWORD: keep one"):
+        from_ini({}, environ={**both, "FOODAPP_SENTINEL_PASSWORD": "b"})
+
+
+def test_an_empty_variable_counts_as_unset():
+    settings = from_ini({"jobs.max_retries": "7"}, environ={"FOODAPP_JOBS_MAX_RETRIES": "", "FOODAPP_REDIS_URL": "  "})
+    assert settings.jobs_max_retries == 7 and settings.redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_a_bad_value_from_the_environment_names_the_variable():
+    with pytest.raises(SettingsError, match=r"jobs.max_retries \(from the environment variable "
+                                            r"FOODAPP_JOBS_MAX_RETRIES\) must be a whole number, got 'many'"):
+        from_ini({"jobs.max_retries": "3"}, environ={"FOODAPP_JOBS_MAX_RETRIES": "many"})
+
+
+@pytest.mark.parametrize("name", sorted(SECRETS))
+def test_a_secret_in_the_ini_is_refused_even_with_its_variable_set(name):
+    variable = ENVIRONMENT.get(name) or environment_name(name)
+    with pytest.raises(SettingsError, match=f"{name} must not be written in the ini file.*{variable}"):
+        from_ini({name: "hunter2"}, environ={variable: "hunter2"})
+
+
+def test_no_setting_is_named_like_a_variable_of_foodapps_tools():
+    assert not {environment_name(name) for name in _PARSERS} & TOOL_VARIABLES
+
+
+def test_the_rule_is_documented():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "production.md"
+    assert "FOODAPP_<SECTION>_<NAME>" in docs.read_text()
+
+
+def test_a_built_app_takes_its_settings_from_the_environment(redis_server, monkeypatch):
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("FOODAPP_ORDERS_MAX_BATCH", "2")
+    monkeypatch.setenv("FOODAPP_ORDERS_MAX_ITEM_LENGTH", "5")
+    app = make_app()
+    assert app.get("/openapi.json").json["components"]["schemas"]["Menu"]["maxItems"] == 2
+    app.post_json("/menu", [{"comer": "pan"}] * 3, status=400)
+    app.get("/comer/patata", status=400)
+    app.get("/comer/pan", status=202)
