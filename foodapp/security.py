@@ -50,7 +50,7 @@ LOGOUT_PATH = "/logout"
 REALM = 'Basic realm="foodapp", charset="UTF-8"'
 
 
-def _json(start_response, status, body, headers=()):
+def json_answer(start_response, status, body, headers=()):
     raw = json.dumps(body).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(raw))),
                             ("Cache-Control", "no-store"), *headers])
@@ -132,7 +132,7 @@ class Protected:
             if count >= self.max_failures:
                 wait = ttl if ttl > 0 else self.failure_window
                 until = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
-                return _json(start_response, "429 Too Many Requests", {
+                return json_answer(start_response, "429 Too Many Requests", {
                     "error": "too_many_login_failures",
                     "message": f"{count} failed logins from {address} within {self.failure_window} s: "
                                f"logins from there are refused; try again in {wait} s (at {until})",
@@ -146,7 +146,7 @@ class Protected:
                 self._failed(address)
             except redis.RedisError as error:
                 log.warning("login: could not count a failed attempt from %s: %s", address, error)
-        return _json(start_response, "401 Unauthorized", {
+        return json_answer(start_response, "401 Unauthorized", {
             "error": "login_required",
             "message": "log in with the dashboard's user name and password",
         }, [("WWW-Authenticate", REALM)])
@@ -157,7 +157,7 @@ class Protected:
 
         path = environ.get("PATH_INFO", "")
         if self.password_hash is not None and path.rstrip("/") == LOGOUT_PATH:
-            return _json(with_headers, "401 Unauthorized", {
+            return json_answer(with_headers, "401 Unauthorized", {
                 "error": "logged_out",
                 "message": "logged out: if the browser asks for a user name and password, press Cancel "
                            "(or close the browser) and it forgets the ones it had; open /ops to log in again",
