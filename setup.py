@@ -59,7 +59,6 @@ setup(
         "console_scripts": [
             "foodapp = foodapp.cli:main",
             "foodapp-dev = foodapp.dev:main",
-            "foodapp-serve = foodapp.serve:main",
             "foodapp-rolling-restart = foodapp.rolling:main",
         ],
     },

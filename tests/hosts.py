@@ -47,12 +47,14 @@ class Host:
 
         # The web processes listen on <prefix>0 and <prefix>1 (production: 8080, 8081).
         prefix = free_port_pair_prefix()
-        conf = conf.replace("--port 808%(process_num)d", f"--port {prefix}%(process_num)d")
+        assert "http_port=808%(process_num)d" in conf, "supervisor/production.conf's web command changed"
+        conf = conf.replace("http_port=808%(process_num)d", f"http_port={prefix}%(process_num)d")
         self.conf.write_text(conf)
         self.web_ports = [prefix * 10, prefix * 10 + 1]
         self.port = self.web_ports[0]
         ini = TESTING_INI.read_text()
-        ini = re.sub(r"(?m)^listen = .*$", "listen = 127.0.0.1:6543", ini)
+        # As production.ini: the port is the pserve command's http_port=.
+        ini = re.sub(r"(?m)^listen = .*$", "listen = 127.0.0.1:%(http_port)s", ini)
         (self.root / "production.ini").write_text(set_ini(ini, **(settings or {})))
 
         self.workers, self.batch = workers, batch
