@@ -78,6 +78,34 @@ def plan(ini, embedded=None):
     return env
 
 
+def exposure_warning(ini_text):
+    """A warning when an ini listens beyond this machine with the dashboard open, or None."""
+    import configparser
+    import ipaddress
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(ini_text)
+    listen = parser.get("server:main", "listen", fallback="").split()
+    login = parser.get("app:main", "dashboard.login_required", fallback="false").strip().lower()
+    if login in ("1", "true", "yes", "on"):
+        return None
+    exposed = []
+    for item in listen:
+        host = item.rpartition(":")[0].strip("[]")
+        try:
+            if not ipaddress.ip_address(host).is_loopback:
+                exposed.append(item)
+        except ValueError:
+            if host != "localhost":
+                exposed.append(item)
+    if not exposed:
+        return None
+    return (f"foodapp: WARNING: the web app listens on {' '.join(exposed)}, beyond this machine, with "
+            "dashboard.login_required off: anyone who reaches it can delete and requeue jobs. Listen on "
+            "127.0.0.1, or set dashboard.login_required = true with FOODAPP_DASHBOARD_USERNAME and "
+            "FOODAPP_DASHBOARD_PASSWORD_HASH")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ini", nargs="?", default="development.ini")
@@ -85,6 +113,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     env = plan(args.ini)
+    warning = exposure_warning(Path(args.ini).read_text())
+    if warning:
+        print(warning, file=sys.stderr)
     var = Path(args.supervisor_conf).resolve().parent.parent / "var"
     for folder in ("log", "run"):
         (var / folder).mkdir(parents=True, exist_ok=True)
