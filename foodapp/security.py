@@ -182,3 +182,34 @@ def audit(client, environ_or_user, action, **details):
 
 def audit_log(client, count=50):
     return [json.loads(entry) for entry in client.lrange(AUDIT, 0, count - 1)]
+
+
+def sees_detail(request):
+    """Whether this request may see addresses, errors and counts (/readyz, /metrics).
+
+    Yes for a client on ``security.internal_networks`` (by default this machine only), or
+    one sending ``Authorization: Bearer <FOODAPP_DETAIL_TOKEN>``; and for an in-process call
+    with no client address at all (a WSGI server, waitress included, always gives one).
+    Behind the front proxy the address is the client's only when waitress's
+    ``trusted_proxy`` is the proxy's address.
+    """
+    import ipaddress
+
+    settings = request.registry.foodapp
+    token = settings.security_detail_token
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+        return True
+    if "REMOTE_ADDR" not in request.environ:
+        return True
+    try:
+        address = ipaddress.ip_address(request.environ["REMOTE_ADDR"].split("%")[0])
+    except ValueError:
+        return False
+    if getattr(address, "ipv4_mapped", None):
+        address = address.ipv4_mapped
+    return any(address in network for network in settings.security_internal_networks)
+
+
+DETAIL_HINT = ("details (addresses, errors) are shown only to security.internal_networks or with "
+               "Authorization: Bearer <FOODAPP_DETAIL_TOKEN>")

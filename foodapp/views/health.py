@@ -3,6 +3,7 @@ import redis
 from pyramid.view import view_config
 
 from foodapp.broker import describe
+from foodapp.security import DETAIL_HINT, sees_detail
 from foodapp.topology import sentinel_views, topology
 from foodapp.views import json_response
 
@@ -14,6 +15,21 @@ def healthz(request):
 
 @view_config(route_name="readyz", request_method="GET")
 def readyz(request):
+    """Readiness; its details (addresses, errors) only for the internal network or the token."""
+    response = readiness(request)
+    if sees_detail(request):
+        return response
+    ready = response.status_code == 200
+    bare = json_response(response.status_code, {
+        "ready": ready,
+        "message": ("ready: Redis takes jobs" if ready else "not ready: Redis does not take jobs now") + f"; {DETAIL_HINT}",
+    })
+    if "Retry-After" in response.headers:
+        bare.headers["Retry-After"] = response.headers["Retry-After"]
+    return bare
+
+
+def readiness(request):
     """200 when an order sent now gets a 202: Redis takes jobs, or a failover is under way
     that this process can ride out (it holds each order until the new master takes it, for
     up to enqueue.retry_seconds). A front proxy that took every web process out of service
