@@ -180,7 +180,8 @@ def mount(app, registry):
     if settings.dashboard_enabled:
         app = DashboardMount(app, registry.broker, settings.dashboard_prefix)
     return Protected(
-        app, [settings.dashboard_prefix, "/ops"], settings.dashboard_username,
+        # /reports too: a report lists what every client ordered.
+        app, [settings.dashboard_prefix, "/ops", "/reports"], settings.dashboard_username,
         settings.dashboard_password_hash if settings.dashboard_login_required else None,
         client=registry.broker.client, max_failures=settings.dashboard_login_max_failures,
         failure_window=settings.dashboard_login_failure_window,
