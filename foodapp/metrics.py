@@ -1,9 +1,16 @@
 """Prometheus metrics for GET /metrics, read from Redis so every process's work counts once.
 
-Queue depths, delayed and dead letters, jobs in flight, outcomes and run times per queue
-(written by the workers' JobStatus middleware and the sweep), the Redis topology and the
-failovers seen come from Redis at each scrape. Only the enqueue latency is this web
-process's own.
+Two kinds of series (docs/production.md, "Metrics", says what to scrape):
+
+- cluster-wide, read from Redis at each scrape, the same from every web process: queue
+  depths, delayed jobs and dead letters, jobs in flight, outcomes and run times per queue
+  (written by the workers' JobStatus middleware and the sweep), the Redis master, its
+  replicas and the failovers seen, the live workers. Scrape one web process for them
+  (summing them over web processes would count everything once per process);
+- this web process's own: foodapp_enqueue_seconds, and prometheus_client's process_* and
+  python_* series. Scrape every web process for them.
+
+Every help text says what is counted, and which of the two kinds the series is.
 """
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -12,7 +19,10 @@ from foodapp import jobs
 from foodapp.replicas import FAILOVERS
 
 ENQUEUE_LATENCY = Histogram(
-    "foodapp_enqueue_seconds", "Time to store an order in Redis (with its replica acknowledgement), in this web process",
+    "foodapp_enqueue_seconds",
+    "Seconds this web process spent storing orders in Redis, replica acknowledgements (WAIT) and retries through "
+    "a failover included: one observation per order, menu or report request that reached the enqueue, whatever "
+    "its answer (202, an idempotent replay, 503). This web process only.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -41,10 +51,22 @@ class RedisCollector:
         per_queue = [results[i * 4:(i + 1) * 4] for i in range(len(queues))]
         stats, workers, replication, failovers = results[len(queues) * 4:]
 
-        depth = GaugeMetricFamily("foodapp_queue_depth", "Jobs waiting in the queue", labels=["queue"])
-        delayed = GaugeMetricFamily("foodapp_queue_delayed", "Jobs scheduled or waiting to be retried", labels=["queue"])
-        dead = GaugeMetricFamily("foodapp_queue_dead_letters", "Jobs in the dead-letter queue", labels=["queue"])
-        runs = HistogramMetricFamily("foodapp_job_duration_seconds", "Run time of jobs", labels=["queue"])
+        depth = GaugeMetricFamily(
+            "foodapp_queue_depth",
+            "Jobs ready to run and not yet taken by a worker: the length of the queue's list in Redis. "
+            "Cluster-wide.", labels=["queue"])
+        delayed = GaugeMetricFamily(
+            "foodapp_queue_delayed",
+            "Jobs not yet due: scheduled with ?delay/?eta, or waiting for their next retry (the queue's delay "
+            "queue in Redis). Cluster-wide.", labels=["queue"])
+        dead = GaugeMetricFamily(
+            "foodapp_queue_dead_letters",
+            "Jobs in the queue's dead-letter queue (dead or failed, kept jobs.dead_letter_ttl seconds), "
+            "waiting to be requeued or deleted. Cluster-wide.", labels=["queue"])
+        runs = HistogramMetricFamily(
+            "foodapp_job_duration_seconds",
+            "Seconds each run of a job took in its worker, from its start to done, failed, dead or a retry "
+            "(a run whose worker died is not observed). Cluster-wide.", labels=["queue"])
         for queue, (length, waiting, letters, durations) in zip(queues, per_queue):
             depth.add_metric([queue], length)
             delayed.add_metric([queue], waiting)
@@ -52,7 +74,10 @@ class RedisCollector:
             runs.add_metric([queue], *self._histogram(durations))
         yield from (depth, delayed, dead, runs)
 
-        in_flight = GaugeMetricFamily("foodapp_jobs_in_flight", "Jobs held by live workers", labels=["queue"])
+        in_flight = GaugeMetricFamily(
+            "foodapp_jobs_in_flight",
+            "Jobs taken from the queue by a worker with a heartbeat and not yet acknowledged (running, or "
+            "fetched and waiting for a free thread). Cluster-wide.", labels=["queue"])
         with client.pipeline(transaction=False) as pipe:
             for worker in workers:
                 for queue in queues:
@@ -62,24 +87,40 @@ class RedisCollector:
             in_flight.add_metric([queue], sum(held[i::len(queues)]) if queues else 0)
         yield in_flight
 
-        outcomes = CounterMetricFamily("foodapp_jobs", "Jobs by outcome", labels=["queue", "outcome"])
+        outcomes = CounterMetricFamily(
+            "foodapp_jobs",
+            "Runs of jobs that ended, by how: done; retried (it raised and will run again); failed (it raised an "
+            "error its actor declares not worth retrying); dead (retries used up, or its worker died "
+            "jobs.max_crashes times); crashed (its worker died during the run). A job counts once per run. "
+            "Cluster-wide.", labels=["queue", "outcome"])
         counted = {key.decode(): float(value) for key, value in stats.items()}
         for queue in queues:
             for outcome in jobs.OUTCOMES:
                 outcomes.add_metric([queue, outcome], counted.get(f"{queue}:{outcome}", 0.0))
         yield outcomes
 
-        role = GaugeMetricFamily("foodapp_redis_master", "1 when the Redis we write to is a master", labels=["role"])
-        role.add_metric([replication.get("role", "unknown")], 1 if replication.get("role") == "master" else 0)
+        role = GaugeMetricFamily(
+            "foodapp_redis_master",
+            "1 if the Redis server the web processes write to says it is a master (INFO replication), else 0: "
+            "a replica, say during a failover. Cluster-wide.")
+        role.add_metric([], 1 if replication.get("role") == "master" else 0)
         yield role
-        replicas = GaugeMetricFamily("foodapp_redis_replicas_online", "Replicas the master sees online")
+        replicas = GaugeMetricFamily(
+            "foodapp_redis_replicas_online",
+            "Replicas connected to the master and in sync (state online in its INFO replication). Cluster-wide.")
         replicas.add_metric([], sum(1 for k, v in replication.items()
                                     if k.startswith("slave") and isinstance(v, dict) and v.get("state") == "online"))
         yield replicas
-        failover_count = CounterMetricFamily("foodapp_redis_failovers", "Failovers seen by the web processes")
+        failover_count = CounterMetricFamily(
+            "foodapp_redis_failovers",
+            "Failovers (a new master promoted by Sentinel) that any web process saw and wrote down in Redis, "
+            "since the Redis data began. Cluster-wide.")
         failover_count.add_metric([], failovers)
         yield failover_count
-        live = GaugeMetricFamily("foodapp_workers", "Worker processes with a heartbeat")
+        live = GaugeMetricFamily(
+            "foodapp_workers",
+            "Dramatiq worker processes with a heartbeat in Redis: live ones, and stopped or dead ones until a "
+            "live worker's sweep removes them (after workers.heartbeat_timeout). Cluster-wide.")
         live.add_metric([], len(workers))
         yield live
 

@@ -2,8 +2,7 @@
 import dramatiq
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import wait_until
-
+from tests.servers import RedisServer, Web, http, wait_until
 
 
 def samples(app):
@@ -50,6 +49,70 @@ def test_metrics_count_every_process_work_from_redis(app, broker, worker):
     assert value(done, "foodapp_queue_dead_letters", queue="comer") == 1
     assert value(done, "foodapp_job_duration_seconds_count", queue="comer") == 5
     assert value(done, "foodapp_job_duration_seconds_bucket", queue="comer", le="+Inf") == 5
-    assert value(done, "foodapp_redis_master", role="master") == 1
+    assert value(done, "foodapp_redis_master") == 1
     assert value(done, "foodapp_workers") == 1
     assert value(done, "foodapp_jobs_in_flight", queue="comer") == 0
+
+
+def families(text):
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+# The series that are this web process's own; every other foodapp_ series is read from Redis.
+PER_PROCESS = {"foodapp_enqueue_seconds"}
+
+
+def test_every_help_text_says_what_is_counted_and_whose_it_is(app):
+    found = {name: family for name, family in families(app.get("/metrics").text).items() if name.startswith("foodapp_")}
+    assert set(found) >= {"foodapp_queue_depth", "foodapp_queue_delayed", "foodapp_queue_dead_letters",
+                          "foodapp_jobs_in_flight", "foodapp_jobs", "foodapp_job_duration_seconds",
+                          "foodapp_enqueue_seconds", "foodapp_redis_master", "foodapp_redis_replicas_online",
+                          "foodapp_redis_failovers", "foodapp_workers"}
+    for name, family in found.items():
+        words = family.documentation.split()
+        assert len(words) >= 10, f"{name}: the help text {family.documentation!r} does not say what is counted"
+        scope = "This web process only." if name.startswith(tuple(PER_PROCESS)) else "Cluster-wide."
+        assert family.documentation.endswith(scope), f"{name}: the help text must end with {scope!r}"
+        # A state is the value of a series, never a label of it: labels only say where or how much.
+        for sample in family.samples:
+            assert set(sample.labels) <= {"queue", "outcome", "le"}, (name, sample.labels)
+
+
+def test_the_master_is_a_value_1_and_a_replica_0(app, redis_server, tmp_path, monkeypatch):
+    assert samples(app)[("foodapp_redis_master", ())] == 1
+    replica = RedisServer(tmp_path, extra=["--replicaof", "127.0.0.1", str(redis_server.port)])
+    try:
+        replica.start()
+        wait_until(lambda: replica.client().info("replication").get("master_link_status") == "up", 20,
+                   "the replica to sync")
+        monkeypatch.setenv("FOODAPP_REDIS_URL", replica.url)
+        from tests.conftest import make_app
+        assert samples(make_app())[("foodapp_redis_master", ())] == 0
+    finally:
+        replica.stop()
+
+
+def test_cluster_wide_series_are_the_same_from_every_web_process(tmp_path, redis_server):
+    """What docs/production.md says: scrape one web process for the cluster-wide series."""
+    webs = [Web(tmp_path, redis_server.url, name=f"web{i}") for i in range(2)]
+    try:
+        for web in webs:
+            web.start()
+        assert http("GET", f"{webs[0].url}/comer/pan")[0] == 202
+
+        def scrape(web):
+            status, _, text = http("GET", f"{web.url}/metrics")
+            assert status == 200, text
+            return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                    for family in text_string_to_metric_families(text) for s in family.samples
+                    if s.name.startswith("foodapp_")}
+        first, second = scrape(webs[0]), scrape(webs[1])
+        cluster = {key for key in first if not key[0].startswith(tuple(PER_PROCESS))}
+        assert cluster and {key: first[key] for key in cluster} == {key: second[key] for key in cluster}
+        assert first[("foodapp_queue_depth", (("queue", "comer"),))] == 1
+        # The enqueue latency is each process's own: one order through the first, none through the second.
+        assert first[("foodapp_enqueue_seconds_count", ())] == 1
+        assert second[("foodapp_enqueue_seconds_count", ())] == 0
+    finally:
+        for web in webs:
+            web.stop()
