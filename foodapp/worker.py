@@ -3,6 +3,10 @@
 Reads the ini named by ``FOODAPP_INI`` (default ``development.ini``), sets up logging from
 its ``[logging]`` sections, and configures the broker exactly as the web app does; each
 worker process also stops when its Dramatiq main process is gone (see parent.py).
+
+Logging is the ini's alone: supervisor/production.conf runs ``dramatiq --skip-logging``, so
+Dramatiq adds no handler of its own beside the ini's (its plain-text lines would break
+production's JSON logs). A line logged while a job runs carries the job's id (logcontext.py).
 """
 import logging.config
 import os
@@ -10,6 +14,7 @@ import os
 import plaster
 
 from foodapp import broker as _broker
+from foodapp import logcontext as _logcontext
 from foodapp import parent as _parent
 from foodapp import settings as _settings
 
@@ -24,6 +29,7 @@ class _ResultsAreKept(logging.Filter):
 
 
 def load(ini=INI):
+    _logcontext.install()
     loader = plaster.get_loader(ini, protocols=["wsgi"])
     loader.setup_logging()
     return _settings.from_ini(loader.get_settings("app:main"))
@@ -32,4 +38,6 @@ def load(ini=INI):
 broker = _broker.configure(load())
 # Only here, not in configure(): the web app's processes have no Dramatiq main to follow.
 broker.add_middleware(_parent.Parent())
+# First of all: its "before" hook runs before, and its "after" hooks after, every other one's.
+broker.add_middleware(_logcontext.JobLogContext(), before=type(broker.middleware[0]))
 logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreKept())
