@@ -42,11 +42,14 @@ def ini_for(tmp, port, app_use="egg:foodapp"):
     return path
 
 
-def worker(tmp, kind, redis_url, threads=1):
+def worker(tmp, kind, redis_url, threads=1, processes=1, prefetch=None):
+    """A real `dramatiq` worker command; ``prefetch`` None is Dramatiq's default (2 x threads)."""
     env = {"BENCH_REDIS_URL": redis_url, "FOODAPP_REDIS_URL": redis_url, "FOODAPP_INI": str(TESTING_INI),
            "PYTHONPATH": str(ROOT)}
+    if prefetch:
+        env["dramatiq_queue_prefetch"] = str(prefetch)
     modules = ["bench.plain_broker"] if kind == "plain" else ["foodapp.worker", "bench.foodapp_actors"]
-    return Process([BIN / "dramatiq", *modules, "--processes", "1", "--threads", threads, "--queues", "bench"],
+    return Process([BIN / "dramatiq", *modules, "--processes", processes, "--threads", threads, "--queues", "bench"],
                    Path(tmp) / f"worker-{kind}.log", env=env).start()
 
 
@@ -78,7 +81,8 @@ def rss_kb(process):
     return total
 
 
-def drain(tmp, kind):
+def drain(tmp, kind, processes=1, threads=THREADS, prefetch=None):
+    """(jobs/s, worker RSS in kB) of one worker command draining DRAIN_JOBS queued no-op jobs."""
     with tempfile.TemporaryDirectory(dir=tmp) as here:
         server = RedisServer(here).start()
         try:
@@ -87,7 +91,7 @@ def drain(tmp, kind):
             for _ in range(DRAIN_JOBS):
                 broker.enqueue(actor.message())
             client = server.client()
-            process = worker(here, kind, server.url, threads=THREADS)
+            process = worker(here, kind, server.url, threads=threads, processes=processes, prefetch=prefetch)
             try:
                 # From the first job taken (not the worker's start-up) to the last one acknowledged.
                 wait_until(lambda: client.llen("dramatiq:bench") < DRAIN_JOBS, 60, f"the {kind} worker to start",
