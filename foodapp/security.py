@@ -57,6 +57,22 @@ def json_answer(start_response, status, body, headers=()):
     return [raw]
 
 
+def client_key(remote_addr):
+    """Whom failed logins are counted against: the IPv4 address, or the IPv6 /64 network
+    (one host has a whole /64 to pick addresses from)."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address((remote_addr or "").split("%")[0])
+    except ValueError:
+        return remote_addr or "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 class Protected:
     """WSGI middleware: security headers everywhere; a login in front of ``prefixes``.
 
@@ -120,7 +136,7 @@ class Protected:
 
     def _login(self, environ, start_response):
         """None when the request is logged in (REMOTE_USER set), else the refusal sent."""
-        address = environ.get("REMOTE_ADDR") or "unknown"
+        address = client_key(environ.get("REMOTE_ADDR"))
         header = environ.get("HTTP_AUTHORIZATION", "")
         limited = self.client is not None and self.max_failures > 0
         if limited and self._checked.get(header) != self.password_hash:
@@ -132,14 +148,21 @@ class Protected:
             if count >= self.max_failures:
                 wait = ttl if ttl > 0 else self.failure_window
                 until = time.strftime("%H:%M:%S UTC", time.gmtime(time.time() + wait))
+                log.warning("login: refused %s after %d failed attempts (for %d s more)", address, count, wait)
                 return json_answer(start_response, "429 Too Many Requests", {
                     "error": "too_many_login_failures",
                     "message": f"{count} failed logins from {address} within {self.failure_window} s: "
                                f"logins from there are refused; try again in {wait} s (at {until})",
                 }, [("Retry-After", str(wait))])
+        cached = self._checked.get(header) == self.password_hash
         user = self._user(header) if header else None
         if user is not None:
             environ["REMOTE_USER"] = user
+            if limited and not cached:  # a login after mistyped passwords starts the count again
+                try:
+                    self.client.delete(LOGIN_FAILURES + address)
+                except redis.RedisError as error:
+                    log.warning("login: could not clear the failed-attempt count of %s: %s", address, error)
             return None
         if header and limited:  # a prompt without credentials is not a failed attempt
             try:

@@ -85,3 +85,19 @@ def test_logout_makes_the_browser_forget_the_credentials(redis_server, monkeypat
 
 def test_without_a_login_there_is_no_logout(app):
     assert app.get("/logout", status=404).json["error"] == "not_found"
+
+
+def test_ipv6_clients_are_counted_by_their_64_network_and_a_success_clears_the_count(redis_server, redis_client,
+                                                                                     monkeypatch):
+    app = login_app(redis_server, monkeypatch, **{"dashboard.login_max_failures": "2"})
+    app.authorization = ("Basic", (USER, "mal"))
+    # One host has a whole /64 to pick addresses from: a new address is not a new client.
+    app.get("/ops", status=401, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::a"})
+    app.get("/ops", status=401, extra_environ={"REMOTE_ADDR": "2001:db8:1:2::b"})
+    app.get("/ops", status=429, extra_environ={"REMOTE_ADDR": "2001:db8:1:2:ffff::c"})
+    assert redis_client.exists("foodapp:login-failures:2001:db8:1:2::/64")
+    # A mistyped password, then the right one: the count starts again.
+    app.get("/ops", status=401, extra_environ={"REMOTE_ADDR": "198.51.100.9"})
+    app.authorization = ("Basic", (USER, PASSWORD))
+    app.get("/ops", status=200, extra_environ={"REMOTE_ADDR": "198.51.100.9"})
+    assert not redis_client.exists("foodapp:login-failures:198.51.100.9")
