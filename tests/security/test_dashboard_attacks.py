@@ -126,3 +126,16 @@ def test_the_token_cookie_stays_on_this_site(app, dead):
     over_tls = app.get(f"/jobs/queues/comer/failed/{dead['first'][1]}", extra_environ={"wsgi.url_scheme": "https"},
                        headers={"Host": "localhost:443"}, status=200)
     assert "; Secure" in over_tls.headers["Set-Cookie"]
+
+
+def test_over_tls_a_post_from_the_plain_http_origin_is_refused(app, dead, redis_client):
+    _, rid = dead["first"]
+    tls = {"wsgi.url_scheme": "https"}
+    form = {"__dd_csrf": dead["token"], "queue": "comer.XQ", "id": rid}
+    for origin in ("http://localhost", "https://localhost.evil.example", "https://localhost:8443"):
+        app.post("/jobs/delete-message", form, extra_environ=tls, headers={"Host": "localhost", "Origin": origin},
+                 status=403)
+    assert redis_client.zcard("dramatiq:comer.XQ") == 2
+    app.post("/jobs/delete-message", form, extra_environ=tls,
+             headers={"Host": "localhost", "Origin": "https://localhost"}, status=302)
+    assert redis_client.zcard("dramatiq:comer.XQ") == 1
