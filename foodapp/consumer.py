@@ -83,28 +83,32 @@ class FifoConsumer(_RedisConsumer):
         rid = message.options["redis_message_id"]
         if getattr(message, "_foodapp_released", False):
             # Given back before it started here (JobStatus): nothing of ours to acknowledge.
-            self.queued_message_ids.discard(message.message_id)
-            self._held.discard(rid)
-            self._acked.set()
+            self._let_go(message, rid)
             return
         change = getattr(message, "_foodapp_done", None)
+        if change is not None:
+            self._finish(message, rid, change)
+            return
         try:
-            if change is None:
-                # Its retry, delay or dead letter is stored: held on to through a failover,
-                # the message stays in our hands (and in our ack set) until Redis takes its
-                # ack, or the job would run twice; Dramatiq's own retry only covers
-                # connection errors, and only every 5 s.
-                hold_on(f"acknowledging job {message.message_id}",
-                        lambda: self.broker.do_ack(self.queue_name, rid))
-            else:
-                self._finish(message, rid, change)
+            # Its retry, delay or dead letter is stored: held on to through a failover,
+            # the message stays in our hands (and in our ack set) until Redis takes its
+            # ack, or the job would run twice; Dramatiq's own retry only covers
+            # connection errors, and only every 5 s.
+            hold_on(f"acknowledging job {message.message_id}",
+                    lambda: self.broker.do_ack(self.queue_name, rid))
         finally:
-            self.queued_message_ids.discard(message.message_id)
+            self._let_go(message, rid)
+
+    def _let_go(self, message, rid):
+        """The message is no longer this worker's: room to fetch another."""
+        self.queued_message_ids.discard(message.message_id)
         self._held.discard(rid)
         self._acked.set()
 
     def _finish(self, message, rid, change):
-        """The job succeeded: ack it and record it done in one call (see JobStatus), once.
+        """The job succeeded: ack it and record it done in one write (see JobStatus), once,
+        grouped with other threads' writes (commits.py). The worker thread goes on at once;
+        the message stays held (and in our ack set) until Redis has answered.
 
         Not held on to: a done written to another master than the job's own writes (a
         failover between the two) would mark a job done whose effects were lost with the old
@@ -113,14 +117,22 @@ class FifoConsumer(_RedisConsumer):
         back; if not (or a failover lost it), the orphan check gives it back and the job runs
         again, as a job in flight at a failure may.
         """
-        try:
-            self.broker.jobs.finish(acks_key(self.broker, self.queue_name),
-                                    f"{self.broker.namespace}:{self.queue_name}.msgs", rid, change)
-        except redis.RedisError as error:
-            if not is_retryable(error):
-                raise
-            log.warning("job %s ran, but Redis did not confirm it done (%s); if Redis lost its work, "
-                        "it runs again", message.message_id, error)
+        def then(error):
+            if error is None or is_retryable(error):
+                if error is not None:
+                    log.warning("job %s ran, but Redis did not confirm it done (%s); if Redis lost its work, "
+                                "it runs again", message.message_id, error)
+                self._let_go(message, rid)
+                return
+            # Not a failover: kept in our ack set and held (the orphan check leaves it), so it
+            # is not run again over and over; the sweep gives it back once this worker stops.
+            log.error("job %s ran, but Redis refused its done (%s); it runs again once this worker stops",
+                      message.message_id, error)
+            self.queued_message_ids.discard(message.message_id)
+            self._acked.set()
+
+        self.broker.jobs.finish(acks_key(self.broker, self.queue_name),
+                                f"{self.broker.namespace}:{self.queue_name}.msgs", rid, change, then=then)
 
     def nack(self, message):
         # Moving the message to the dead letters, held on to like an ack.
@@ -225,6 +237,10 @@ class FifoConsumer(_RedisConsumer):
             log.warning("gave back %d job(s) of %s that Redis listed as held by this worker but it was not",
                         given_back, self.queue_name)
 
+    def _room(self):
+        """Room to fetch: half the prefetch or more free (at least one)."""
+        return self.prefetch - self.outstanding_message_count >= max(1, self.prefetch // 2)
+
     def __next__(self):
         try:
             while True:
@@ -236,12 +252,14 @@ class FifoConsumer(_RedisConsumer):
 
                 self._check_orphans()
 
-                if self.outstanding_message_count >= self.prefetch:
-                    # The worker threads are busy: wait until one of them is done with a
-                    # message (ack or nack), not Dramatiq's sleep with a growing backoff,
-                    # which leaves threads idle while the queue is full.
+                if not self._room():
+                    # The worker threads are busy: wait until they are done with enough
+                    # messages (acks or nacks) to fetch half a prefetch at once, not
+                    # Dramatiq's sleep with a growing backoff, which leaves threads idle
+                    # while the queue is full, nor a fetch per ack, which costs a Redis
+                    # call per job.
                     self._acked.clear()
-                    if self.outstanding_message_count >= self.prefetch:
+                    if not self._room():
                         self._acked.wait(self.timeout / 1000)
                     return None
 

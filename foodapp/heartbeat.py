@@ -63,6 +63,12 @@ class Heartbeat(Middleware):
             self._thread.join(self.interval + broker.settings.redis_socket_timeout)
 
     def after_worker_shutdown(self, broker, worker):
+        # The dones still waiting to ride with a start (commits.py) go first: once this
+        # worker says it stopped, a sweep gives back what its ack sets hold.
+        try:
+            broker.jobs.commits.flush()
+        except redis.RedisError as error:
+            log.warning("could not write the last jobs' dones (%s): they run again", error)
         # Mark this worker as dead at once rather than removing it: if a job outlived the
         # shutdown timeout, it is still in this worker's ack set, and the next sweep by any
         # other worker gives it back without waiting for the heartbeat timeout.

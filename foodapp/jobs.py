@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 from importlib import resources
 
-from foodapp.durable import replicated
+from foodapp.commits import GroupCommit
 
 STATUS_PREFIX = "foodapp:job:"
 WORKER_PREFIX = "foodapp:worker:"
@@ -34,11 +34,12 @@ def lua(name):
     return resources.files("foodapp").joinpath("lua", f"{name}.lua").read_text()
 
 
-def composed(name):
-    """A script (finish.lua, start.lua) with transition.lua as its function
-    ``transition(KEYS, ARGV)``. Redis scripts cannot import one another; this is how they
-    share one text."""
-    return f"local function transition(KEYS, ARGV)\n{lua('transition')}\nend\n{lua(name)}"
+def composed(name, *functions):
+    """A script with other scripts before it as its functions ``transition(KEYS, ARGV)``
+    (always) and ``<name>(KEYS, ARGV)`` for each of ``functions``. Redis scripts cannot
+    import one another; this is how they share one text."""
+    parts = [f"local function {part}(KEYS, ARGV)\n{lua(part)}\nend\n" for part in ("transition", *functions)]
+    return "".join(parts) + lua(name)
 
 
 def status_key(job_id):
@@ -87,8 +88,8 @@ class JobStore:
         self.client = client
         self.ttl = ttl
         self._transition = client.register_script(lua("transition"))
-        self._finish = client.register_script(composed("finish"))
-        self._start = client.register_script(composed("start"))
+        # Starts and dones of concurrent worker threads, grouped into one call (commits.py).
+        self.commits = GroupCommit(client, client.register_script(composed("commit", "start", "finish")))
 
     def transition(self, job_id, state, **change):
         """Set ``state`` and fields on a job, only if it is in one of ``only_from``.
@@ -120,16 +121,18 @@ class JobStore:
 
         With ``replicas``, the start counts only once that many replicas have it (``WAIT``
         on the same connection), else NotReplicated: a master cut off from its replica must
-        not start a job that the other side may run too.
+        not start a job that the other side may run too. Grouped with other threads' writes.
         """
         keys, args = change
-        return replicated(self.client, self._start, [acks_key, *keys], [redis_message_id, delivery, *args],
-                          replicas, timeout_ms, "the start of the job")
+        return self.commits.write("start", [acks_key, *keys], [redis_message_id, delivery, *args],
+                                  replicas, timeout_ms)
 
-    def finish(self, acks_key, messages_key, redis_message_id, change):
-        """Acknowledge a message and apply ``change`` (keys, args) to its job, atomically."""
+    def finish(self, acks_key, messages_key, redis_message_id, change, then=None):
+        """Acknowledge a message and apply ``change`` (keys, args) to its job, atomically
+        (finish.lua). Its reply; or, with ``then``, at once, and ``then(error or None)``
+        once Redis answered. Grouped with other threads' writes."""
         keys, args = change
-        return self._finish(keys=[acks_key, messages_key, *keys], args=[redis_message_id, *args])
+        return self.commits.write("finish", [acks_key, messages_key, *keys], [redis_message_id, *args], then=then)
 
     def get(self, job_id):
         """The job's status as a JSON-ready dict, or None when unknown or expired."""

@@ -9,9 +9,9 @@ gives up on it. A retry is written by the re-enqueue, so it is left alone here.
 the same Lua call: one round trip instead of two, and no moment when a job is done but
 still in the worker's ack set (where a crash would have it run again).
 """
+import itertools
 import os
 import time
-import uuid
 
 from dramatiq.middleware import Middleware, SkipMessage
 
@@ -20,11 +20,15 @@ from foodapp.consumer import acks_key
 from foodapp.durable import hold_on
 
 
+#: Numbers this process's starts: with the broker's id, a delivery token no other start has.
+_deliveries = itertools.count()
+
+
 class JobStatus(Middleware):
 
     def before_process_message(self, broker, message):
         message._foodapp_started = time.monotonic()
-        delivery = uuid.uuid4().hex
+        delivery = f"{broker.broker_id}.{next(_deliveries)}"
         change = broker.jobs.change(
             message.message_id, "running",
             event="started",

@@ -4,7 +4,8 @@
 -- counters). A worker cannot die between the two: a job is never acked without its
 -- status saying done, nor marked done while it could still be run again by the sweep.
 --
--- jobs.composed("finish") puts transition.lua before this as the function `transition`.
+-- commit.lua runs this as its function `finish`, with transition.lua as `transition`
+-- (jobs.composed), grouped with other threads' starts and finishes.
 --
 -- KEYS: worker's ack set for the queue, queue messages hash, job status hash, job events list
 -- ARGV: redis message id, then transition.lua's ARGV

@@ -9,7 +9,8 @@
 -- confirmed by a replica) changes nothing: the delivery token of this start is kept in the
 -- status record.
 --
--- jobs.composed("start") puts transition.lua before this as the function `transition`.
+-- commit.lua runs this as its function `start`, with transition.lua as `transition`
+-- (jobs.composed), grouped with other threads' starts and finishes.
 --
 -- KEYS: worker's ack set for the queue, job status hash, job events list
 -- ARGV: redis message id, delivery token, then transition.lua's ARGV (whose fields set

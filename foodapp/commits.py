@@ -1,0 +1,190 @@
+"""Group commit: the starts and dones of many jobs in one Redis call.
+
+A worker's threads start and finish jobs at the same moments; each used to pay a round
+trip of its own for every start and every done (and its own ``WAIT`` in production). Here
+the first thread with something to write becomes the writer: it sends everything waiting
+in one script call (lua/commit.lua, each write start.lua's or finish.lua's work unchanged)
+with one ``WAIT``, and goes on writing while more arrives. The other threads wait for
+their write when they need its answer (a start: the job runs only once it is stored) or
+go on (a done: the message stays held, in the worker's ack set and in Holdings, until its
+write has been answered; then ``then(error)`` runs).
+
+A start is sent at once when no call is under way: grouping adds no wait to a job. A done
+waits for the next start to ride with (its thread's next job, usually), ``linger`` (2 ms)
+at most; a worker that stops writes what waits before it says it stopped (``flush``).
+"""
+import json
+import logging
+import threading
+import time
+
+import redis
+
+from foodapp.durable import NotReplicated
+
+log = logging.getLogger(__name__)
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class _Write:
+    __slots__ = ("kind", "keys", "args", "replicas", "timeout_ms", "then", "reply", "error", "written", "wake",
+                 "promoted")
+
+    def __init__(self, kind, keys, args, replicas, timeout_ms, then):
+        self.kind, self.keys, self.args, self.then = kind, keys, args, then
+        self.replicas, self.timeout_ms = replicas, timeout_ms
+        self.reply = self.error = None
+        self.written = self.promoted = False
+        self.wake = None  # a lock held until its thread may go on (a write it waits for)
+
+
+class GroupCommit:
+
+    def __init__(self, client, script, most=128, linger=0.002):
+        self.client = client
+        self.script = script
+        self.most = most  # writes in one call at most
+        self.linger = linger  # how long a done waits for a start to ride with (s)
+        self._mutex = threading.Lock()
+        self._waiting = []
+        self._writing = False
+        self._kick = threading.Event()  # dones wait and nobody writes: the flusher's turn
+        self._flusher = None
+        self.calls = self.writes = 0  # how well writes group: writes / calls
+
+    def write(self, kind, keys, args, replicas=0, timeout_ms=0, then=None):
+        """Write a ``kind`` ("start" or "finish") of commit.lua.
+
+        Without ``then``: wait, and return its reply once stored (and, with ``replicas``, on
+        that many replicas within ``timeout_ms``: else NotReplicated, with the reply), or
+        raise the Redis error. With ``then``: return at once; the write goes with the next
+        one that waits (the same thread's next start, usually), or after ``linger`` on its
+        own; ``then(error or None)`` runs once Redis has answered (``replicas`` is then not
+        waited for).
+        """
+        write = _Write(kind, keys, args, replicas, timeout_ms, then)
+        if then is not None:
+            with self._mutex:
+                self._waiting.append(write)
+                idle = not self._writing
+            if idle:
+                self._kick_flusher()
+            return None
+        write.wake = threading.Lock()
+        write.wake.acquire()
+        with self._mutex:
+            self._waiting.append(write)
+            lead = not self._writing
+            self._writing = True
+        if not lead:
+            write.wake.acquire()  # written by another thread, or handed the writing
+        if not write.written:
+            self._write_until(write)
+        if write.error is not None:
+            raise write.error
+        return write.reply
+
+    def flush(self):
+        """Write everything waiting now (a worker that stops: before it says so)."""
+        while True:
+            with self._mutex:
+                if not self._waiting:
+                    return
+                lead = not self._writing
+                self._writing = True
+            if lead:
+                self._write_until(None)
+                return
+            time.sleep(self.linger)  # a writer is at work: let it finish
+
+    def _kick_flusher(self):
+        if self._flusher is None:
+            with self._mutex:
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_forever, name="foodapp-commits", daemon=True)
+                    self._flusher.start()
+        self._kick.set()
+
+    def _flush_forever(self):
+        """Write the dones no thread took along, once they waited ``linger`` for one."""
+        while True:
+            self._kick.wait()
+            self._kick.clear()
+            time.sleep(self.linger)  # the time a done waits for a start to ride with
+            with self._mutex:
+                lead = bool(self._waiting) and not self._writing
+                if lead:
+                    self._writing = True
+            if lead:
+                self._write_until(None)
+
+    def _write_until(self, mine):
+        """Write groups until ``mine`` is written (None: one group of what waits now); then
+        hand the writing to a thread waiting for its write, or leave the dones waiting to
+        the flusher."""
+        heir, dones_left, wrote = None, False, False
+        while True:
+            with self._mutex:
+                if mine.written if mine is not None else wrote or not self._waiting:
+                    heir = next((w for w in self._waiting if w.wake is not None), None)
+                    if heir is None:  # else it writes next: self._writing stays True
+                        self._writing = False
+                        dones_left = bool(self._waiting)
+                    break
+                group, self._waiting = self._waiting[:self.most], self._waiting[self.most:]
+            self._send(group)
+            wrote = True
+            for write in group:
+                write.written = True
+                if write.wake is not None:
+                    if write is not mine:
+                        write.wake.release()
+                elif write.then is not None:
+                    try:
+                        write.then(write.error)
+                    except Exception:
+                        log.exception("after writing a job's done")
+        if heir is not None:
+            heir.wake.release()
+        elif dones_left:
+            self._kick_flusher()
+
+    def _send(self, group):
+        keys, spec = [], []
+        for write in group:
+            keys += write.keys
+            spec.append((write.kind, len(write.keys), write.args))
+        args = [_encoder.encode(spec)]
+        replicas = max(write.replicas for write in group)
+        timeout_ms = max(write.timeout_ms for write in group)
+        self.calls += 1
+        self.writes += len(group)
+        try:
+            replies, acknowledged = self._call(keys, args, replicas, timeout_ms)
+        except redis.RedisError as error:
+            for write in group:
+                write.error = error
+            return
+        for write, reply in zip(group, replies):
+            write.reply = reply
+            if write.then is None and acknowledged < write.replicas:
+                write.error = NotReplicated(
+                    f"{acknowledged} of {write.replicas} replica(s) acknowledged the {write.kind} of the job "
+                    f"within {timeout_ms} ms", reply=reply)
+
+    def _call(self, keys, args, replicas, timeout_ms):
+        for attempt in (1, 2):
+            try:
+                if not replicas:
+                    return self.client.evalsha(self.script.sha, len(keys), *keys, *args), 0
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
+                    pipe.execute_command("WAIT", replicas, timeout_ms)
+                    replies, acknowledged = pipe.execute()
+                return replies, acknowledged
+            except redis.exceptions.NoScriptError:
+                # A new or restarted server (a promoted replica, say) has no scripts yet.
+                self.script.sha = self.client.script_load(self.script.script)
+                if attempt == 2:
+                    raise

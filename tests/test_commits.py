@@ -1,0 +1,109 @@
+"""Group commit (foodapp/commits.py): many threads' starts and dones in few Redis calls,
+each written exactly once, its answer to the thread that asked, nothing left unwritten."""
+import threading
+
+import pytest
+import redis
+
+from foodapp import jobs
+from tests.servers import wait_until
+
+THREADS = 8
+JOBS_PER_THREAD = 150
+
+
+@pytest.fixture
+def store(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    yield jobs.JobStore(client, 3600)
+    client.close()
+
+
+def start_change(store, job_id):
+    return store.change(job_id, "running", event="started", worker="w1", started_at=jobs.now(),
+                        delivery=f"d-{job_id}")
+
+
+def done_change(store, job_id):
+    return store.change(job_id, "done", event="done", only_from="running", only_worker="w1",
+                        counts=jobs.outcome("comer", "done"), finished_at=jobs.now(), result="null")
+
+
+def test_concurrent_starts_and_dones_are_each_written_once_in_fewer_calls(store, redis_client):
+    acks = "dramatiq:__acks__.w1.comer"
+    job_ids = [f"job-{t}-{i}" for t in range(THREADS) for i in range(JOBS_PER_THREAD)]
+    redis_client.sadd(acks, *[f"rid-{job_id}" for job_id in job_ids])
+    answered, errors = [], []
+    lock = threading.Lock()
+
+    def then(error):
+        with lock:
+            answered.append(error)
+
+    def work(t):
+        try:
+            for i in range(JOBS_PER_THREAD):
+                job_id = f"job-{t}-{i}"
+                assert store.start(acks, f"rid-{job_id}", f"d-{job_id}", start_change(store, job_id), 0, 0) == 1
+                assert redis_client.hget(jobs.status_key(job_id), "state") == "running"
+                store.finish(acks, "dramatiq:comer.msgs", f"rid-{job_id}", done_change(store, job_id), then=then)
+        except Exception as error:  # reported below, with the thread's job
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    # The last dones go with no start after them: the flusher writes them.
+    wait_until(lambda: len(answered) == len(job_ids), 10, "every done to be answered")
+    assert answered == [None] * len(job_ids)
+
+    assert redis_client.scard(acks) == 0
+    states = {job_id: redis_client.hget(jobs.status_key(job_id), "state") for job_id in job_ids}
+    assert set(states.values()) == {"done"}
+    for job_id in job_ids[:50]:
+        events = redis_client.lrange(jobs.events_key(job_id), 0, -1)
+        assert [e.split('"event":"')[1].split('"')[0] for e in events] == ["started", "done"]
+    assert redis_client.hget(jobs.STATS, "comer:done") == str(len(job_ids))
+
+    commits = store.commits
+    assert commits.writes == 2 * len(job_ids)
+    assert commits.calls < commits.writes, "no two writes ever went in one call"
+
+
+def test_a_lone_done_is_written_without_a_start_to_carry_it(store, redis_client):
+    acks = "dramatiq:__acks__.w1.comer"
+    redis_client.sadd(acks, "rid-1")
+    assert store.start(acks, "rid-1", "d-1", start_change(store, "job-1"), 0, 0) == 1
+    answered = []
+    store.finish(acks, "dramatiq:comer.msgs", "rid-1", done_change(store, "job-1"), then=answered.append)
+    wait_until(lambda: answered, 10, "the done to be written by the flusher")
+    assert answered == [None]
+    assert redis_client.hget(jobs.status_key("job-1"), "state") == "done"
+
+
+def test_flush_writes_the_waiting_dones_at_once(store, redis_client):
+    store.commits.linger = 60  # the flusher would not come in time: flush() must
+    acks = "dramatiq:__acks__.w1.comer"
+    redis_client.sadd(acks, "rid-1", "rid-2")
+    answered = []
+    for n in (1, 2):
+        store.start(acks, f"rid-{n}", f"d-{n}", start_change(store, f"job-{n}"), 0, 0)
+        store.finish(acks, "dramatiq:comer.msgs", f"rid-{n}", done_change(store, f"job-{n}"), then=answered.append)
+    store.commits.flush()
+    assert answered == [None, None]
+    assert redis_client.scard(acks) == 0
+
+
+def test_a_failed_call_answers_every_write_in_it_with_the_error(store, redis_server, redis_client):
+    acks = "dramatiq:__acks__.w1.comer"
+    redis_client.sadd(acks, "rid-1")
+    store.commits.linger = 60
+    answered = []
+    store.finish(acks, "dramatiq:comer.msgs", "rid-1", done_change(store, "job-1"), then=answered.append)
+    redis_server.stop()
+    with pytest.raises(redis.ConnectionError):
+        store.start(acks, "rid-2", "d-2", start_change(store, "job-2"), 0, 0)
+    assert len(answered) == 1 and isinstance(answered[0], redis.ConnectionError)
