@@ -59,6 +59,25 @@ def _networks(raw, name):
         raise SettingsError(f"setting {name}: {error}; give networks as CIDR, e.g. 127.0.0.0/8 10.1.0.0/16") from None
 
 
+def _public_url(raw, name):
+    """The base URL clients reach foodapp at: scheme and host (and port), no path."""
+    from urllib.parse import urlsplit
+
+    value = str(raw).strip().rstrip("/")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (a bad port raises here)
+    except ValueError as error:
+        raise SettingsError(f"setting {name}: {error}; give the URL clients use, e.g. https://food.example.com") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise SettingsError(
+            f"setting {name} must be the scheme and host clients use, with no path, e.g. https://food.example.com "
+            f"or http://127.0.0.1:8080, got {raw!r}"
+        )
+    return value
+
+
 def _hostports(raw, name):
     hosts = []
     for item in str(raw).split():
@@ -111,6 +130,7 @@ class Settings:
     reports_max_items: int = 100
     security_internal_networks: tuple = field(default_factory=lambda: _networks("127.0.0.0/8 ::1/128", ""))
     security_detail_token: str | None = field(default=None, repr=False)
+    app_public_url: str | None = None
 
 
 # ini name -> parser (None: a string). The field of Settings is the name with "_" for ".".
@@ -153,6 +173,7 @@ _PARSERS = {
     "reports.max_items": _int,
     "security.internal_networks": _networks,
     "security.detail_token": None,
+    "app.public_url": _public_url,
 }
 
 

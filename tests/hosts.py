@@ -61,7 +61,9 @@ class Host:
         self.process = Process(
             [BIN / "supervisord", "-n", "-c", self.conf], self.root / "supervisord.out",
             # PYTHONPATH: test-only actor modules (tests/) import in the workers too.
-            env={"FOODAPP_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT), **(env or {})},
+            # app.public_url: web_0's URL, so the status URLs handed out are absolute and reach the host.
+            env={"FOODAPP_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT),
+                 "FOODAPP_APP_PUBLIC_URL": f"http://127.0.0.1:{self.web_ports[0]}", **(env or {})},
         )
 
     @property

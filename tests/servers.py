@@ -168,7 +168,8 @@ class Web(Process):
         super().__init__(
             [BIN / "pserve", ini_on_port(ini, self.port, directory)],
             Path(directory) / f"{name}-{self.port}.log",
-            env={"FOODAPP_REDIS_URL": redis_url, **(env or {})},
+            # app.public_url: the status URLs it hands out are absolute, and reach it.
+            env={"FOODAPP_REDIS_URL": redis_url, "FOODAPP_APP_PUBLIC_URL": f"http://127.0.0.1:{self.port}", **(env or {})},
         )
 
     @property

@@ -21,6 +21,7 @@ def dev_project(tmp_path, http_port, redis_port):
     text = re.sub(r"(?m)^listen = .*$", f"listen = 127.0.0.1:{http_port}", text)
     text = re.sub(r"(?m)^redis.url = .*$", f"redis.url = redis://127.0.0.1:{redis_port}/0", text)
     text = re.sub(r"(?m)^kitchen.preparation_seconds = .*$", "kitchen.preparation_seconds = 0.01", text)
+    text = re.sub(r"(?m)^app.public_url =.*$", f"app.public_url = http://127.0.0.1:{http_port}", text)
     (project / "development.ini").write_text(text)
     return project
 

@@ -1,5 +1,5 @@
 """The HTTP views. Every answer is JSON, errors included."""
-from pyramid.response import Response
+from foodapp.urls import Response  # its Location goes out as written, never made absolute from Host
 
 from foodapp.jobs import encode
 

@@ -8,13 +8,15 @@ from foodapp.broker import EnqueueUnavailable, IdempotencyConflict, Replay
 from foodapp.items import BadItem, check_item
 from foodapp.metrics import ENQUEUE_LATENCY
 from foodapp.orders import BadOrder, delay_ms, idempotency, menu_items
+from foodapp.urls import public_url
 from foodapp.views import json_error, json_response
 
 
 def status_url(request, job_id):
-    """The job's status URL. Built once per request and reused: a menu has many jobs."""
+    """The job's status URL (app.public_url, or relative; never from the Host header).
+    Built once per request and reused: a menu has many jobs."""
     if "_status_url" not in request.__dict__:
-        request._status_url = request.route_url("job", job_id="-")[:-1]
+        request._status_url = public_url(request, "job", job_id="-")[:-1]
     # Dramatiq's job ids are UUIDs: nothing in them needs quoting.
     return request._status_url + job_id
 
@@ -126,7 +128,7 @@ def menu(request):
     batch_id = str(uuid.uuid4())
     answer = {
         "batch_id": batch_id,
-        "status_url": request.route_url("batch", batch_id=batch_id),
+        "status_url": public_url(request, "batch", batch_id=batch_id),
         "jobs": [scheduled(request, message, delay) for message in messages],
     }
     try:
