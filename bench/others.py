@@ -1,6 +1,8 @@
-"""Worker-drain baselines from other job queues on Redis: RQ and Celery.
+"""Worker-drain baselines from other job queues on Redis: RQ, Celery and Sidekiq.
 
-    drain_rq(tmp, jobs) -> jobs/s       drain_celery(tmp, jobs) -> jobs/s
+    drain_rq(tmp, jobs, workers) -> jobs/s
+    drain_celery(tmp, jobs, concurrency, multiplier) -> jobs/s
+    drain_sidekiq(tmp, jobs, concurrency) -> jobs/s
 
 Both measure what ``bench.run.drain`` measures for Dramatiq: ``jobs`` no-op jobs are
 enqueued first, on a private redis-server started here (127.0.0.1, a free port, never
@@ -20,6 +22,9 @@ from its own virtualenv under var/bench-venvs/ (gitignored), created on first us
 (a marker file names what was installed). Jobs are enqueued by a small script run with that
 venv's python (bench/rq_jobs.py, bench/celery_app.py); progress is polled from here with
 our redis-py.
+
+Sidekiq is Ruby: Debian's ruby-sidekiq package (`make bench` installs it when root), its
+jobs in bench/sidekiq_jobs.rb.
 
 Try it: ``.venv/bin/python -m bench.others 2000``.
 """
@@ -150,7 +155,8 @@ def _drain(tmp, name, jobs, module, queue_key, worker_argv):
             queued = client.llen(queue_key)
             if queued != jobs:
                 raise RuntimeError(f"{module} enqueued {queued} jobs on {queue_key}, not {jobs}")
-            argv = [bin_dir / worker_argv[0], *(a.replace("{url}", server.url) for a in worker_argv[1:])]
+            program = worker_argv[0] if worker_argv[0].startswith("/") else bin_dir / worker_argv[0]
+            argv = [program, *(a.replace("{url}", server.url).replace("{bin}", str(bin_dir)) for a in worker_argv[1:])]
             worker = Process(argv, Path(here) / "worker.log",
                              env={"BENCH_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}).start()
             try:
@@ -165,35 +171,110 @@ def _drain(tmp, name, jobs, module, queue_key, worker_argv):
             server.stop()
 
 
-def drain_rq(tmp: str, jobs: int) -> float:
-    """RQ: one ``rq worker --burst`` process with SimpleWorker (runs each job in-process,
-    no fork per job; one job at a time), draining ``jobs`` no-op jobs; jobs/s.
+#: How RQ's workers run: RQ's own pool, or that many separate `rq worker --burst` processes.
+RQ_WAYS = ("worker-pool", "processes")
+
+
+def drain_rq(tmp: str, jobs: int, workers: int = 4, way: str = "processes") -> float:
+    """RQ at its best for short jobs: ``workers`` worker processes (as many as foodapp has
+    threads; RQ runs one job at a time per process), each a SimpleWorker (runs its jobs in
+    its own process: no fork per job, which the default Worker class does), ``--burst``,
+    draining ``jobs`` no-op jobs; jobs/s. ``way`` "worker-pool" is RQ's own
+    ``rq worker-pool --num-workers``; "processes" is that many ``rq worker`` commands.
 
     RQ 3 spends some 27 Redis round trips on each job (registries, execution records,
     heartbeats), which is most of its time here."""
-    return _drain(tmp, "rq", jobs, "bench.rq_jobs", "rq:queue:bench",
-                  ["rq", "worker", "--worker-class", "rq.worker.SimpleWorker", "--burst", "--quiet",
-                   "--url", "{url}", "bench"])
+    options = ["--worker-class", "rq.worker.SimpleWorker", "--burst", "--quiet", "--url", "{url}", "bench"]
+    if way == "worker-pool":
+        argv = ["rq", "worker-pool", "--num-workers", str(workers), *options]
+    else:
+        one = " ".join(["{bin}/rq", "worker", *options])
+        argv = ["/bin/sh", "-c", f"for i in $(seq {int(workers)}); do {one} & done; wait"]
+    return _drain(tmp, "rq", jobs, "bench.rq_jobs", "rq:queue:bench", argv)
 
 
-def drain_celery(tmp: str, jobs: int) -> float:
-    """Celery: one worker with the prefork pool, ``--concurrency 4`` (4 child processes;
-    the Dramatiq baseline in bench/run.py is 1 process x 4 threads), default prefetch
-    multiplier, no result backend, no gossip/mingle/heartbeat; jobs/s."""
+def rq_how(way, workers=4):
+    version = versions("rq").get("rq", "")
+    if way == "worker-pool":
+        return f"RQ {version} `rq worker-pool -n {workers}` (SimpleWorker)"
+    return f"RQ {version}, {workers} `rq worker --burst` processes (SimpleWorker)"
+
+
+def drain_celery(tmp: str, jobs: int, concurrency: int = CELERY_CONCURRENCY, multiplier: int = 4) -> float:
+    """Celery: one worker with the prefork pool, ``--concurrency`` child processes (as many as
+    foodapp has threads), ``--prefetch-multiplier`` (messages each child may reserve; Celery's
+    default is 4, larger is what its docs advise for many short tasks), no result backend, no
+    gossip/mingle/heartbeat; jobs/s."""
     return _drain(tmp, "celery", jobs, "bench.celery_app", "bench",
                   ["celery", "-A", "bench.celery_app", "worker", "--pool", "prefork",
-                   "--concurrency", str(CELERY_CONCURRENCY), "--without-gossip", "--without-mingle",
-                   "--without-heartbeat", "--loglevel", "WARNING", "--queues", "bench"])
+                   "--concurrency", str(concurrency), "--prefetch-multiplier", str(multiplier),
+                   "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
+                   "--queues", "bench"])
+
+
+def celery_how(concurrency=CELERY_CONCURRENCY):
+    return f"Celery {versions('celery').get('celery', '')} prefork, concurrency {concurrency}"
+
+
+# -- Sidekiq (Debian's ruby-sidekiq) ---------------------------------------------------------
+
+SIDEKIQ = shutil.which("sidekiq")
+SIDEKIQ_JOBS = ROOT / "bench" / "sidekiq_jobs.rb"
+
+
+def sidekiq_version():
+    out = subprocess.run(["ruby", "-e", "require 'sidekiq'; print Sidekiq::VERSION"], capture_output=True,
+                         text=True, timeout=60)
+    return out.stdout.strip() or "?"
+
+
+def drain_sidekiq(tmp: str, jobs: int, concurrency: int = 4) -> float:
+    """Sidekiq (Debian's ruby-sidekiq, 6.4): ``jobs`` no-op jobs pushed first with
+    ``Sidekiq::Client.push_bulk`` (bench/sidekiq_jobs.rb), then one ``sidekiq`` process with
+    ``-c CONCURRENCY`` threads drains them; jobs/s from the first job taken to the last one
+    finished. Its no-op job counts itself in memory and adds to bench:done once per 100 jobs
+    (and at the last one): about no Redis work of its own, like Dramatiq's no-op. Sidekiq's
+    per-job log lines are off (logger level WARN), as Dramatiq logs nothing per job."""
+    if not SIDEKIQ:
+        raise RuntimeError("sidekiq is not installed (apt-get install ruby-sidekiq, or `make bench` as root)")
+    with tempfile.TemporaryDirectory(dir=tmp, prefix="sidekiq-") as here:
+        server = RedisServer(here).start()
+        try:
+            client = server.client()
+            env = {**os.environ, "REDIS_URL": server.url}
+            log = Path(here) / "enqueue.log"
+            with open(log, "ab") as out:
+                subprocess.run(["ruby", str(SIDEKIQ_JOBS), "enqueue", str(jobs)], stdout=out, stderr=subprocess.STDOUT,
+                               cwd=ROOT, env=env, timeout=60 + jobs * 0.01, check=True)
+            queued = client.llen("queue:bench")
+            if queued != jobs:
+                raise RuntimeError(f"sidekiq_jobs.rb enqueued {queued} jobs on queue:bench, not {jobs}:\n"
+                                   f"{log.read_text()[-3000:]}")
+            worker = Process([SIDEKIQ, "-r", SIDEKIQ_JOBS, "-c", concurrency, "-q", "bench", "-t", "5",
+                              "-e", "production"], Path(here) / "worker.log", env={"REDIS_URL": server.url}).start()
+            try:
+                seconds = _timed_drain("sidekiq", client, "queue:bench", jobs, worker)
+            finally:
+                worker.stop()
+            done = int(client.get(COUNTER) or 0)
+            if done != jobs:
+                raise RuntimeError(f"sidekiq ran {done} jobs, not {jobs}")
+            return jobs / seconds
+        finally:
+            server.stop()
 
 
 def main(argv):
     jobs = int(argv[0]) if argv else 2000
     tmp = tempfile.mkdtemp(prefix="foodapp-bench-others-")
     try:
-        for name, fn in (("rq", drain_rq), ("celery", drain_celery)):
-            rate = fn(tmp, jobs)
-            print(f"{name}: {rate:.0f} jobs/s draining {jobs} no-op jobs "
-                  f"({', '.join(f'{k} {v}' for k, v in versions(name).items())})", flush=True)
+        for way in RQ_WAYS:
+            print(f"{rq_how(way)}: {drain_rq(tmp, jobs, way=way):.0f} jobs/s draining {jobs} no-op jobs", flush=True)
+        for multiplier in (1, 4, 16):
+            print(f"{celery_how()}, prefetch multiplier {multiplier}: {drain_celery(tmp, jobs, multiplier=multiplier):.0f}"
+                  " jobs/s", flush=True)
+        if SIDEKIQ:
+            print(f"Sidekiq {sidekiq_version()}, concurrency 4: {drain_sidekiq(tmp, jobs):.0f} jobs/s", flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,9 +1,19 @@
-"""`make bench`: foodapp against baselines measured in the same run, as ratios.
+"""`make bench`: foodapp against baselines measured in the same run, each at its best, as ratios.
 
 Every figure runs foodapp and its baseline back to back, on private redis-servers started
-here, the same cores, the same settings; all traffic goes to 127.0.0.1. The table is
-printed, written to bench/results/latest.json with the machine's description, and into
-docs/bench.md. Bounded: each measurement has a count and a deadline.
+here (free ports of 127.0.0.1, never 6379), the same cores, the same settings; all traffic
+goes to 127.0.0.1. Each baseline runs as its own users would run it at its best, and the
+table says how (docs/bench.md says more). The table is printed, written to
+bench/results/latest.json with the machine's description, appended to
+bench/results/history.jsonl, drawn (the ratios of the last runs) into
+bench/results/ratios.svg, and put into docs/bench.md. Bounded: each measurement has a count
+and a deadline. A line per figure says when it starts and ends.
+
+Counts come from the environment: BENCH_DRAIN_JOBS (20000), BENCH_OTHER_DRAIN_JOBS (5000,
+RQ and Celery), BENCH_HTTP_SECONDS (8), BENCH_LATENCY_SAMPLES (200), BENCH_PREFETCHES
+("default,32,64,128"), BENCH_CELERY_MULTIPLIERS ("1,4,16"), BENCH_ONLY (a comma list of
+steps, e.g. "drain,batch": only those; the history and docs are then left alone unless
+BENCH_RECORD=1).
 """
 import json
 import os
@@ -17,7 +27,9 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from uuid import uuid4
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,19 +37,53 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import BIN, TESTING_INI, Process, RedisServer, free_port, http, wait_until  # noqa: E402
 
+from bench import history  # noqa: E402
+
 DRAIN_JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", 20000))
 LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", 200))
 HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", 8))
 OTHER_DRAIN_JOBS = int(os.environ.get("BENCH_OTHER_DRAIN_JOBS", 5000))  # RQ runs a few hundred a second
+#: Dramatiq's prefetch per consumer (env dramatiq_queue_prefetch); None is its default, 2 x threads.
+PREFETCHES = [None if p.strip() == "default" else int(p)
+              for p in os.environ.get("BENCH_PREFETCHES", "default,32,64,128").split(",") if p.strip()]
+CELERY_MULTIPLIERS = [int(m) for m in os.environ.get("BENCH_CELERY_MULTIPLIERS", "1,4,16").split(",") if m.strip()]
 BATCH_ITEMS = 100
 THREADS = 4
+DEVELOPMENT_INI = ROOT / "development.ini"
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "bench.md"
+STEPS = ("http", "drain", "others", "batch", "latency", "recovery")
 
 
-def ini_for(tmp, port, app_use="egg:foodapp"):
-    text = TESTING_INI.read_text().replace("use = egg:foodapp", f"use = {app_use}")
+def say(text):
+    print(f"bench {time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+@contextmanager
+def step(name):
+    """A line when a measurement starts and one when it ends (with its time)."""
+    say(f"{name} ...")
+    began = time.monotonic()
+    outcome = {}
+    try:
+        yield outcome
+    except BaseException as error:
+        say(f"{name}: FAILED after {time.monotonic() - began:.0f} s ({type(error).__name__})")
+        raise
+    say(f"{name}: {outcome.get('result', 'done')} ({time.monotonic() - began:.0f} s)")
+
+
+def prefetch_name(prefetch, threads=THREADS):
+    return f"default ({2 * threads})" if prefetch is None else str(prefetch)
+
+
+# -- workers and drains -----------------------------------------------------------------------
+
+def ini_for(tmp, port, app_use="egg:foodapp", base=TESTING_INI, name="bench"):
+    text = Path(base).read_text().replace("use = egg:foodapp", f"use = {app_use}")
     text = re.sub(r"(?m)^listen = .*$", f"listen = 127.0.0.1:{port}", text)
     text = re.sub(r"(?m)^kitchen.preparation_seconds = .*$", "kitchen.preparation_seconds = 0", text)
-    path = Path(tmp) / f"bench-{port}.ini"
+    path = Path(tmp) / f"{name}-{port}.ini"
     path.write_text(text)
     return path
 
@@ -69,8 +115,44 @@ def broker_for(kind, redis_url):
     return b
 
 
+def pipelined_enqueue(broker, messages):
+    """Plain Dramatiq's own enqueue (its dispatch script, before/after hooks, a fresh redis
+    message id each) for many messages, in one redis-py pipeline: one round trip."""
+    from dramatiq.common import current_millis
+
+    dispatch, prepared = broker.scripts["dispatch"], []
+    with broker.client.pipeline(transaction=False) as pipe:
+        for message in messages:
+            message = message.copy(options={"redis_message_id": str(uuid4())})
+            broker.emit_before("enqueue", message, None)
+            dispatch(keys=[broker.namespace],
+                     args=["enqueue", current_millis(), message.queue_name, broker.broker_id,
+                           broker.heartbeat_timeout, broker.dead_message_ttl, 0, broker._max_unpack_size(),
+                           message.options["redis_message_id"], message.encode()],
+                     client=pipe)
+            prepared.append(message)
+        pipe.execute()
+    for message in prepared:
+        broker.emit_after("enqueue", message, None)
+    return prepared
+
+
+def fill(kind, broker, jobs, chunk=500):
+    """``jobs`` no-op messages on the queue "bench", in chunks (not timed)."""
+    actor = broker.get_actor("noop")
+    for start in range(0, jobs, chunk):
+        messages = [actor.message() for _ in range(min(chunk, jobs - start))]
+        if kind == "plain":
+            pipelined_enqueue(broker, messages)
+        elif hasattr(broker, "enqueue_many"):
+            broker.enqueue_many([(message, None) for message in messages])
+        else:
+            for message in messages:
+                broker.enqueue(message)
+
+
 def rss_kb(process):
-    """RSS of the Dramatiq worker process (the child of the command's main process)."""
+    """RSS of the Dramatiq worker processes (the children of the command's main process)."""
     children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
     total = 0
     for pid in children or [str(process.pid)]:
@@ -81,56 +163,141 @@ def rss_kb(process):
     return total
 
 
-def drain(tmp, kind, processes=1, threads=THREADS, prefetch=None):
-    """(jobs/s, worker RSS in kB) of one worker command draining DRAIN_JOBS queued no-op jobs."""
+def drain(tmp, kind, processes=1, threads=THREADS, prefetch=None, jobs=None):
+    """(jobs/s, worker RSS in kB) of one worker command draining ``jobs`` queued no-op jobs."""
+    jobs = jobs or DRAIN_JOBS
     with tempfile.TemporaryDirectory(dir=tmp) as here:
         server = RedisServer(here).start()
         try:
             broker = broker_for(kind, server.url)
-            actor = broker.get_actor("noop")
-            for _ in range(DRAIN_JOBS):
-                broker.enqueue(actor.message())
+            fill(kind, broker, jobs)
             client = server.client()
+            queued = client.llen("dramatiq:bench")
+            assert queued == jobs, f"{queued} jobs queued for the {kind} drain, not {jobs}"
             process = worker(here, kind, server.url, threads=threads, processes=processes, prefetch=prefetch)
             try:
+                def started():
+                    if not process.alive():
+                        raise AssertionError(f"the {kind} worker exited:\n{process.output()[-3000:]}")
+                    return client.llen("dramatiq:bench") < jobs
                 # From the first job taken (not the worker's start-up) to the last one acknowledged.
-                wait_until(lambda: client.llen("dramatiq:bench") < DRAIN_JOBS, 60, f"the {kind} worker to start",
-                           interval=0.001)
-                started = time.monotonic()
+                wait_until(started, 60, f"the {kind} worker to start", interval=0.001)
+                began = time.monotonic()
                 wait_until(lambda: client.llen("dramatiq:bench") == 0 and client.hlen("dramatiq:bench.msgs") == 0,
-                           300, f"{kind} to drain {DRAIN_JOBS} jobs", interval=0.02)
-                seconds = time.monotonic() - started
-                return DRAIN_JOBS / seconds, rss_kb(process)
+                           60 + jobs / 50, f"{kind} to drain {jobs} jobs", interval=0.01)
+                seconds = time.monotonic() - began
+                return jobs / seconds, rss_kb(process)
             finally:
                 process.stop()
+                client.connection_pool.disconnect()
+                if getattr(broker, "client", None) is not None:
+                    broker.client.connection_pool.disconnect()
         finally:
             server.stop()
 
 
-def latency(tmp, kind):
-    """Enqueue -> start on an idle worker: one job at a time, after a pause."""
-    with tempfile.TemporaryDirectory(dir=tmp) as here:
-        server = RedisServer(here).start()
-        try:
-            broker = broker_for(kind, server.url)
-            process = worker(here, kind, server.url)
-            try:
-                client = server.client()
-                probe = broker.get_actor("probe")
-                probe.send(time.time())  # warm up: the worker is up once this one ran
-                wait_until(lambda: client.llen("bench:latency") == 1, 60, f"the {kind} worker to start")
-                client.delete("bench:latency")
-                for i in range(LATENCY_SAMPLES):
-                    time.sleep(0.02 if i % 10 else 1.2)  # idle gaps; every tenth long enough to back off fully
-                    probe.send(time.time())
-                    wait_until(lambda: client.llen("bench:latency") > i, 10, "the probe to run", interval=0.0005)
-            finally:
-                process.stop()
-            values = sorted(float(v) * 1000 for v in client.lrange("bench:latency", 0, -1))
-            return statistics.median(values), values[int(len(values) * 0.99) - 1], values[-1]
-        finally:
-            server.stop()
+def drain_sweep(tmp, prefetches=None, jobs=None, threads=THREADS):
+    """foodapp and plain Dramatiq, 1 process x ``threads``, at each prefetch, interleaved.
 
+    Returns {"foodapp": {prefetch: (jobs/s, rss kB)}, "plain": {...}} (prefetch None: default)."""
+    found = {"foodapp": {}, "plain": {}}
+    for prefetch in prefetches or PREFETCHES:
+        for kind in ("foodapp", "plain"):
+            with step(f"drain: {kind}, 1 process x {threads} threads, prefetch {prefetch_name(prefetch, threads)}") as s:
+                found[kind][prefetch] = drain(tmp, kind, threads=threads, prefetch=prefetch, jobs=jobs)
+                s["result"] = f"{found[kind][prefetch][0]:.0f} jobs/s"
+    return found
+
+
+def best(sweep):
+    """(prefetch, jobs/s) of the fastest entry of one kind's sweep."""
+    prefetch = max(sweep, key=lambda p: sweep[p][0])
+    return prefetch, sweep[prefetch][0]
+
+
+def sweep_text(sweep, threads=THREADS):
+    return ", ".join(f"{prefetch_name(p, threads)}: {v[0]:.0f}" for p, v in sweep.items())
+
+
+def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
+    """The drain figures: each at its best prefetch and at default, RSS, and 2 processes ÷ 1."""
+    jobs = jobs or DRAIN_JOBS
+    details = {} if details is None else details
+    prefetches = prefetches or PREFETCHES
+    sweep = drain_sweep(tmp, prefetches, jobs, threads)
+    food_p, food_best = best(sweep["foodapp"])
+    plain_p, plain_best = best(sweep["plain"])
+    tried = ", ".join(prefetch_name(p, threads) for p in prefetches)
+    details["drain_sweep"] = {kind: {prefetch_name(p, threads): round(v[0], 1) for p, v in values.items()}
+                              for kind, values in sweep.items()}
+    rows = [row("drain_best", f"worker drain of {jobs} no-op jobs, jobs/s, 1 process x {threads} threads, "
+                f"each at its best prefetch (foodapp: {prefetch_name(food_p, threads)})", food_best,
+                f"plain Dramatiq at its best prefetch ({prefetch_name(plain_p, threads)}; tried {tried})", plain_best,
+                food_best / plain_best, ">= 1.0", food_best / plain_best >= 1.0)]
+    default = None if None in sweep["foodapp"] else prefetches[0]
+    food_d, food_rss = sweep["foodapp"][default]
+    plain_d, plain_rss = sweep["plain"][default]
+    rows.append(row("drain_default", f"the same drain, both at prefetch {prefetch_name(default, threads)}", food_d,
+                    "plain Dramatiq worker", plain_d, food_d / plain_d, "(context)", None))
+    rows.append(row("rss", "worker RSS after that drain, MB", food_rss / 1024, "plain Dramatiq worker",
+                    plain_rss / 1024, food_rss / plain_rss, "<= 1.2", food_rss / plain_rss <= 1.2))
+    with step(f"drain: foodapp, 2 processes x {threads} threads, prefetch {prefetch_name(food_p, threads)}") as s:
+        two, _ = drain(tmp, "foodapp", processes=2, threads=threads, prefetch=food_p, jobs=jobs)
+        s["result"] = f"{two:.0f} jobs/s"
+    rows.append(row("drain_scales", f"drain scales: foodapp 2 processes x {threads} threads, jobs/s "
+                    f"(prefetch {prefetch_name(food_p, threads)}; {os.cpu_count()} cores)", two,
+                    f"foodapp 1 process x {threads} threads, same prefetch", food_best, two / food_best,
+                    ">= 1.7", two / food_best >= 1.7))
+    details["foodapp_best_drain"] = food_best
+    return rows
+
+
+# -- other job queues ---------------------------------------------------------------------------
+
+def other_rows(tmp, food_best, details, jobs=None, other_jobs=None, threads=THREADS):
+    """RQ, Celery and Sidekiq against foodapp's best drain (1 process x ``threads``)."""
+    from bench import others
+
+    jobs, other_jobs = jobs or DRAIN_JOBS, other_jobs or OTHER_DRAIN_JOBS
+    rows = []
+    rq = {}
+    for way in others.RQ_WAYS:
+        with step(f"drain: {others.rq_how(way, threads)}, {other_jobs} jobs") as s:
+            rq[way] = others.drain_rq(tmp, other_jobs, workers=threads, way=way)
+            s["result"] = f"{rq[way]:.0f} jobs/s"
+    way = max(rq, key=rq.get)
+    details["rq"] = {others.rq_how(w, threads): round(v, 1) for w, v in rq.items()}
+    rows.append(row("rq", f"worker drain ÷ RQ ({other_jobs} jobs), jobs/s", food_best,
+                    f"{others.rq_how(way, threads)} (best of: {', '.join(others.RQ_WAYS)})", rq[way],
+                    food_best / rq[way], "(context; was >= 8 vs 1 SimpleWorker)", None))
+
+    celery = {}
+    for multiplier in CELERY_MULTIPLIERS:
+        with step(f"drain: {others.celery_how(threads)}, prefetch multiplier {multiplier}, {other_jobs} jobs") as s:
+            celery[multiplier] = others.drain_celery(tmp, other_jobs, concurrency=threads, multiplier=multiplier)
+            s["result"] = f"{celery[multiplier]:.0f} jobs/s"
+    multiplier = max(celery, key=celery.get)
+    details["celery"] = {f"prefetch multiplier {m}": round(v, 1) for m, v in celery.items()}
+    rows.append(row("celery", f"worker drain ÷ Celery ({other_jobs} jobs), jobs/s", food_best,
+                    f"{others.celery_how(threads)}, prefetch multiplier {multiplier} "
+                    f"(best of {', '.join(map(str, CELERY_MULTIPLIERS))})", celery[multiplier],
+                    food_best / celery[multiplier], "(context; was >= 4 at its default)", None))
+
+    if others.SIDEKIQ:
+        with step(f"drain: Sidekiq, concurrency {threads}, {jobs} jobs") as s:
+            sidekiq = others.drain_sidekiq(tmp, jobs, concurrency=threads)
+            s["result"] = f"{sidekiq:.0f} jobs/s"
+        rows.append(row("sidekiq", f"worker drain ÷ Sidekiq ({jobs} jobs), jobs/s", food_best,
+                        f"Sidekiq {others.sidekiq_version()} (Debian ruby-sidekiq), 1 process, concurrency {threads}",
+                        sidekiq, food_best / sidekiq, ">= 1.0", food_best / sidekiq >= 1.0))
+    else:
+        say("drain: Sidekiq SKIPPED: no `sidekiq` command (apt-get install ruby-sidekiq, or run `make bench` as "
+            "root, which installs it)")
+        details["sidekiq"] = "skipped: ruby-sidekiq not installed"
+    return rows
+
+
+# -- HTTP -----------------------------------------------------------------------------------
 
 WRK = shutil.which("wrk")
 #: The HTTP load generator: wrk (Debian's package; `make bench` installs it when it can),
@@ -171,22 +338,6 @@ def _wrk(url, seconds, connections, *options):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), float(p99.group(1)) * units[p99.group(2)]
 
 
-def http_enqueue(tmp, app_use):
-    with tempfile.TemporaryDirectory(dir=tmp) as here:
-        server = RedisServer(here).start()
-        port = free_port()
-        web = Process([BIN / "pserve", ini_for(here, port, app_use)], Path(here) / "web.log",
-                      env={"FOODAPP_REDIS_URL": server.url, "PYTHONPATH": str(ROOT)}).start()
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _answers(url), 30, "the web app")
-            http_load(url, 1)  # warm up
-            return http_load(url, HTTP_SECONDS)
-        finally:
-            web.stop()
-            server.stop()
-
-
 def _answers(url):
     try:
         return http("GET", f"{url}/comer/warm", timeout=1)[0] == 202
@@ -194,126 +345,329 @@ def _answers(url):
         return False
 
 
-def batch_enqueue(tmp):
-    with tempfile.TemporaryDirectory(dir=tmp) as here:
-        server = RedisServer(here).start()
-        port = free_port()
-        web = Process([BIN / "pserve", ini_for(here, port)], Path(here) / "web.log",
-                      env={"FOODAPP_REDIS_URL": server.url}).start()
+def serve(here, ini, env, name):
+    """pserve ``ini``, once it answers an order; the Process."""
+    port = int(re.search(r"(?m)^listen = 127\.0\.0\.1:(\d+)", Path(ini).read_text()).group(1))
+    web = Process([BIN / "pserve", ini], Path(here) / f"{name}.log", env={"PYTHONPATH": str(ROOT), **env}).start()
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        if not web.alive():
+            raise AssertionError(f"pserve {ini} exited:\n{web.output()[-3000:]}")
+        return _answers(url)
+    try:
+        wait_until(up, 30, f"the web app ({name})")
+    except BaseException:
+        web.stop()
+        raise
+    return web, url
+
+
+def http_enqueue(here, ini, env, name):
+    """(req/s, p99 ms) of GET /comer/plato against pserve ``ini``, after a second's warm-up."""
+    with step(f"http: {name}") as s:
+        web, url = serve(here, ini, env, name)
         try:
-            url = f"http://127.0.0.1:{port}"
-            wait_until(lambda: _answers(url), 30, "the web app")
-            menu = json.dumps([{"comer": f"plato{i}"} for i in range(BATCH_ITEMS)])
-            if WRK:
-                # One connection, as redis-benchmark's one client.
-                script = Path(here) / "menu.lua"
-                script.write_text(f"wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
-                                  f"wrk.body = {json.dumps(menu)}\n")
-                rps, _ = _wrk(f"{url}/menu", HTTP_SECONDS, 1, "-s", script)
-                ours = rps * BATCH_ITEMS
-            else:
-                requests, began = 200, time.monotonic()
-                for _ in range(requests):
-                    status, _, _ = http("POST", f"{url}/menu", headers={"Content-Type": "application/json"},
-                                        body=menu.encode())
-                    assert status == 202
-                ours = requests * BATCH_ITEMS / (time.monotonic() - began)
-            if not shutil.which("redis-benchmark"):
-                raise SystemExit("redis-benchmark (the batch baseline) is missing: apt-get install redis-tools, "
-                                 "or run `make bench` as root, which installs it")
-            out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-t", "lpush", "-c", "1", "-n", "20000", "-q"],
-                                 capture_output=True, text=True, timeout=120).stdout
-            baseline = float(re.search(r"LPUSH[^:]*:\s*([\d.]+)", out).group(1))
-            return ours, baseline
+            http_load(url, 1)
+            found = http_load(url, HTTP_SECONDS)
         finally:
             web.stop()
-            server.stop()
+        s["result"] = f"{found[0]:.0f} req/s, p99 {found[1]:.2f} ms"
+        return found
 
 
-def row(figure, ours, baseline, theirs, ratio, target, met):
-    return {"figure": figure, "foodapp": ours, "baseline": baseline, "baseline_value": theirs,
-            "ratio": ratio, "target": target, "met": met}
+def production_ini(here, name, app_use="egg:foodapp", **values):
+    from bench import recovery
+    path = recovery.production_ini(here, name, free_port(), **values)
+    path.write_text(path.read_text().replace("use = egg:foodapp", f"use = {app_use}"))
+    return path
 
 
-def measure(tmp):
-    """Every figure, foodapp and its baseline back to back; returns the table's rows."""
-    from bench import others, recovery
-
+def http_rows(tmp):
+    """HTTP enqueue in the development profile (one Redis) and the production one (a replica, WAIT)."""
     rows = []
-    food_rps, food_p99 = http_enqueue(tmp, "egg:foodapp")
-    bare_rps, bare_p99 = http_enqueue(tmp, "call:bench.bare_app:main")
-    send_rps, _ = http_enqueue(tmp, "call:bench.send_app:main")
-    rows.append(row(f"HTTP enqueue /comer/x, req/s ({LOAD_GENERATOR})", food_rps, "bare Pyramid JSON view", bare_rps,
-                    food_rps / bare_rps, ">= 0.80", food_rps / bare_rps >= 0.8))
-    rows.append(row("HTTP enqueue p99, ms", food_p99, "bare Pyramid JSON view", bare_p99, bare_p99 / food_p99,
-                    "(ratio: baseline/foodapp)", None))
-    rows.append(row("HTTP enqueue, req/s (reference)", food_rps, "a view calling plain Dramatiq send()", send_rps,
-                    food_rps / send_rps, "(none: context)", None))
+    with tempfile.TemporaryDirectory(dir=tmp, prefix="http-dev-") as here:
+        server = RedisServer(here).start()
+        try:
+            env = {"FOODAPP_REDIS_URL": server.url}
+            ini = lambda use: ini_for(here, free_port(), use, base=DEVELOPMENT_INI, name="development")  # noqa: E731
+            food = http_enqueue(here, ini("egg:foodapp"), env, "development profile, foodapp")
+            bare = http_enqueue(here, ini("call:bench.bare_app:main"), env, "development profile, bare Pyramid view")
+            send = http_enqueue(here, ini("call:bench.send_app:main"), env,
+                                "development profile, a view calling plain Dramatiq send()")
+        finally:
+            server.stop()
+    what = f"HTTP enqueue GET /comer/x, development profile, req/s ({LOAD_GENERATOR})"
+    rows.append(row("http_dev_bare", what, food[0], "bare Pyramid JSON view, same waitress", bare[0],
+                    food[0] / bare[0], ">= 0.80", food[0] / bare[0] >= 0.8))
+    rows.append(row("http_dev_send", what, food[0], "a view calling plain Dramatiq send()", send[0],
+                    food[0] / send[0], ">= 1.0", food[0] / send[0] >= 1.0))
+    rows.append(row("http_dev_p99", "HTTP enqueue p99, development profile, ms", food[1], "bare Pyramid JSON view",
+                    bare[1], bare[1] / food[1], "(context; ratio: baseline/foodapp)", None))
 
-    food_jobs, food_rss = drain(tmp, "foodapp")
-    plain_jobs, plain_rss = drain(tmp, "plain")
-    rows.append(row(f"worker drain of {DRAIN_JOBS} no-op jobs, jobs/s (1 process, {THREADS} threads)", food_jobs,
-                    "plain Dramatiq worker", plain_jobs, food_jobs / plain_jobs, ">= 1.0", food_jobs / plain_jobs >= 1.0))
-    rows.append(row("worker RSS after the drain, MB", food_rss / 1024, "plain Dramatiq worker", plain_rss / 1024,
-                    food_rss / plain_rss, "<= 1.2", food_rss / plain_rss <= 1.2))
-    rq_jobs = others.drain_rq(tmp, OTHER_DRAIN_JOBS)
-    rows.append(row(f"the same drain, jobs/s (RQ: {OTHER_DRAIN_JOBS} jobs)", food_jobs,
-                    f"RQ {others.versions('rq').get('rq', '')} SimpleWorker", rq_jobs, food_jobs / rq_jobs, ">= 8",
-                    food_jobs / rq_jobs >= 8))
-    celery_jobs = others.drain_celery(tmp, OTHER_DRAIN_JOBS)
-    rows.append(row(f"the same drain, jobs/s (Celery: {OTHER_DRAIN_JOBS} jobs)", food_jobs,
-                    f"Celery {others.versions('celery').get('celery', '')} prefork, concurrency {others.CELERY_CONCURRENCY}",
-                    celery_jobs, food_jobs / celery_jobs, ">= 4", food_jobs / celery_jobs >= 4))
+    with tempfile.TemporaryDirectory(dir=tmp, prefix="http-prod-") as here:
+        master = RedisServer(here).start()
+        replica = RedisServer(here, extra=("--replicaof", "127.0.0.1", master.port))
+        try:
+            replica.start()
+            wait_until(lambda: replica.client().info("replication").get("master_link_status") == "up"
+                       and master.client().info("replication").get("connected_slaves", 0) >= 1,
+                       30, "the replica to be in sync")
+            env = {"FOODAPP_REDIS_URL": master.url}
 
-    batch_jobs, lpush = batch_enqueue(tmp)
-    rows.append(row(f"batch enqueue (POST /menu, {BATCH_ITEMS} items), jobs/s", batch_jobs,
-                    "redis-benchmark lpush -c 1, ops/s", lpush, batch_jobs / lpush, ">= 3", batch_jobs / lpush >= 3))
-
-    food_lat = latency(tmp, "foodapp")
-    plain_lat = latency(tmp, "plain")
-    for name, ours, theirs, limit in zip(("p50", "p99", "max"), food_lat, plain_lat, (1, 5, 25)):
-        rows.append(row(f"enqueue -> start on an idle worker, {name}, ms", ours, "plain Dramatiq", theirs,
-                        theirs / ours if ours else float("inf"), f"<= {limit} ms (ratio: baseline/foodapp)",
-                        ours <= limit))
-
-    found = {}
-    food_kill, plain_kill = recovery.worker_kill(tmp, found)
-    capped = " (not running again by then: the cap)" if found["plain"]["capped"] else ""
-    rows.append(row("worker kill -9 -> job running again, s", food_kill, f"Dramatiq's default settings{capped}",
-                    plain_kill, plain_kill / food_kill, "<= 15 s (ratio: baseline/foodapp)", food_kill <= 15))
-    first_202, down_after = recovery.master_kill(tmp, {})
-    rows.append(row("master kill -9 -> first accepted enqueue, s", first_202, "Sentinel down-after-milliseconds, s",
-                    down_after, down_after / first_202, f"<= down-after + 2 = {down_after + 2:g} s",
-                    first_202 <= down_after + 2))
+            def waits():
+                return master.client().info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+            before = waits()
+            wait = http_enqueue(here, production_ini(here, "wait", **{"enqueue.replicas": "1"}), env,
+                                "production profile, foodapp, WAIT for 1 replica")
+            if waits() == before:
+                raise AssertionError("foodapp's production profile (enqueue.replicas = 1) sent no WAIT to Redis")
+            before = waits()
+            nowait = http_enqueue(here, production_ini(here, "nowait", **{"enqueue.replicas": "0"}), env,
+                                  "production profile, foodapp without WAIT (enqueue.replicas = 0)")
+            if waits() != before:
+                raise AssertionError("foodapp with enqueue.replicas = 0 sent WAIT to Redis")
+            bare = http_enqueue(here, production_ini(here, "bare", "call:bench.bare_app:main"), env,
+                                "production profile, bare Pyramid view")
+            send = http_enqueue(here, production_ini(here, "send", "call:bench.send_app:main"), env,
+                                "production profile, a view calling plain Dramatiq send()")
+        finally:
+            replica.stop()
+            master.stop()
+    what = f"HTTP enqueue, production profile (replica, WAIT on), req/s ({LOAD_GENERATOR})"
+    rows.append(row("http_prod_bare", what, wait[0], "bare Pyramid JSON view, same waitress", bare[0],
+                    wait[0] / bare[0], ">= 0.80", wait[0] / bare[0] >= 0.8))
+    rows.append(row("http_prod_send", what, wait[0], "a view calling plain Dramatiq send() (no WAIT)", send[0],
+                    wait[0] / send[0], ">= 1.0", wait[0] / send[0] >= 1.0))
+    rows.append(row("http_prod_wait", what, wait[0], "foodapp, same profile, enqueue.replicas = 0 (no WAIT)",
+                    nowait[0], wait[0] / nowait[0], ">= 0.80", wait[0] / nowait[0] >= 0.8))
     return rows
 
 
+# -- batch ----------------------------------------------------------------------------------
+
+def plain_batch(redis_url, seconds, items=BATCH_ITEMS, max_batches=5000):
+    """{way: jobs/s} of plain Dramatiq enqueueing ``items``-message batches from one thread,
+    one connection, for ``seconds`` each: Dramatiq's ``group(...).run()`` (an enqueue, one
+    round trip, per message) and its enqueue pipelined (one round trip per batch)."""
+    import dramatiq
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.middleware import Prometheus, default_middleware
+
+    broker = RedisBroker(url=redis_url, middleware=[m() for m in default_middleware if m is not Prometheus])
+
+    def comer(item):
+        return item
+    actor = dramatiq.Actor(comer, broker=broker, actor_name="comer", queue_name="comer", priority=0, options={})
+    ways = {
+        "group(...).run()": lambda messages: dramatiq.group(messages, broker=broker).run(),
+        "its enqueue pipelined (one round trip)": lambda messages: pipelined_enqueue(broker, messages),
+    }
+    found = {}
+    try:
+        for way, enqueue in ways.items():
+            broker.client.flushdb()
+            count, began = 0, time.monotonic()
+            while count < max_batches and time.monotonic() - began < seconds:
+                enqueue([actor.message(f"plato{i}") for i in range(items)])
+                count += 1
+            found[way] = count * items / (time.monotonic() - began)
+            assert broker.client.llen("dramatiq:comer") == count * items
+    finally:
+        broker.client.connection_pool.disconnect()
+    return found
+
+
+def batch_rows(tmp, details):
+    with tempfile.TemporaryDirectory(dir=tmp, prefix="batch-") as here:
+        server = RedisServer(here).start()
+        try:
+            with step(f"batch: foodapp POST /menu ({BATCH_ITEMS} items), one connection") as s:
+                web, url = serve(here, ini_for(here, free_port()), {"FOODAPP_REDIS_URL": server.url}, "web")
+                try:
+                    menu = json.dumps([{"comer": f"plato{i}"} for i in range(BATCH_ITEMS)])
+                    if WRK:
+                        script = Path(here) / "menu.lua"
+                        script.write_text(f"wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
+                                          f"wrk.body = {json.dumps(menu)}\n")
+                        rps, _ = _wrk(f"{url}/menu", HTTP_SECONDS, 1, "-s", script)
+                        ours = rps * BATCH_ITEMS
+                    else:
+                        requests, began = 0, time.monotonic()
+                        while requests < 2000 and time.monotonic() - began < HTTP_SECONDS:
+                            status, _, _ = http("POST", f"{url}/menu", headers={"Content-Type": "application/json"},
+                                                body=menu.encode())
+                            assert status == 202, status
+                            requests += 1
+                        ours = requests * BATCH_ITEMS / (time.monotonic() - began)
+                finally:
+                    web.stop()
+                s["result"] = f"{ours:.0f} jobs/s"
+            server.client().flushdb()
+            with step(f"batch: plain Dramatiq, {BATCH_ITEMS} messages at a time from Python, one connection") as s:
+                found = plain_batch(server.url, min(HTTP_SECONDS, 5))
+                s["result"] = ", ".join(f"{way}: {v:.0f} jobs/s" for way, v in found.items())
+        finally:
+            server.stop()
+    details["batch_plain"] = {way: round(v, 1) for way, v in found.items()}
+    way = max(found, key=found.get)
+    return [row("batch", f"batch enqueue: POST /menu ({BATCH_ITEMS} items, one connection), jobs/s", ours,
+                f"plain Dramatiq's best {BATCH_ITEMS}-message enqueue from Python, one connection: {way}",
+                found[way], ours / found[way], ">= 3", ours / found[way] >= 3)]
+
+
+# -- latency and recovery -----------------------------------------------------------------------
+
+def latency(tmp, kind):
+    """Enqueue -> start on an idle worker: one job at a time, after a pause."""
+    with tempfile.TemporaryDirectory(dir=tmp) as here:
+        server = RedisServer(here).start()
+        try:
+            broker = broker_for(kind, server.url)
+            process = worker(here, kind, server.url)
+            try:
+                client = server.client()
+                probe = broker.get_actor("probe")
+                probe.send(time.time())  # warm up: the worker is up once this one ran
+                wait_until(lambda: client.llen("bench:latency") == 1, 60, f"the {kind} worker to start")
+                client.delete("bench:latency")
+                for i in range(LATENCY_SAMPLES):
+                    time.sleep(0.02 if i % 10 else 1.2)  # idle gaps; every tenth long enough to back off fully
+                    probe.send(time.time())
+                    wait_until(lambda: client.llen("bench:latency") > i, 10, "the probe to run", interval=0.0005)
+            finally:
+                process.stop()
+            values = sorted(float(v) * 1000 for v in client.lrange("bench:latency", 0, -1))
+            return statistics.median(values), values[max(0, int(len(values) * 0.99) - 1)], values[-1]
+        finally:
+            server.stop()
+
+
+def latency_rows(tmp):
+    found = {}
+    for kind in ("foodapp", "plain"):
+        with step(f"latency: enqueue -> start on an idle {kind} worker, {LATENCY_SAMPLES} samples") as s:
+            found[kind] = latency(tmp, kind)
+            s["result"] = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms".format(*found[kind])
+    return [row(f"pickup_{name}", f"enqueue -> start on an idle worker, {name}, ms", ours,
+                "plain Dramatiq (default prefetch; polls with backoff)", theirs,
+                theirs / ours if ours else float("inf"), f"<= {limit} ms (ratio: baseline/foodapp)", ours <= limit)
+            for name, ours, theirs, limit in zip(("p50", "p99", "max"), found["foodapp"], found["plain"], (1, 5, 25))]
+
+
+def recovery_rows(tmp):
+    from bench import recovery
+
+    rows, found = [], {}
+    with step("recovery: worker kill -9 -> job running again (foodapp and plain Dramatiq at once)") as s:
+        food_kill, plain_kill = recovery.worker_kill(tmp, found)
+        s["result"] = f"foodapp {food_kill:.2f} s, plain Dramatiq {plain_kill:.2f} s"
+    capped = " (not running again by then: the cap)" if found["plain"]["capped"] else ""
+    rows.append(row("worker_kill", "worker kill -9 -> job running again, s", food_kill,
+                    f"plain Dramatiq, heartbeat_timeout {recovery.plain_heartbeat_timeout_ms() / 1000:g} s as foodapp's, "
+                    f"maintenance (its dead-worker requeue) on every fetch{capped}",
+                    plain_kill, plain_kill / food_kill, "<= 15 s (ratio: baseline/foodapp)", food_kill <= 15))
+    with step("recovery: master kill -9 -> first accepted enqueue") as s:
+        first_202, down_after = recovery.master_kill(tmp, {})
+        s["result"] = f"{first_202:.2f} s"
+    rows.append(row("master_kill", "master kill -9 -> first accepted enqueue, s", first_202,
+                    "Sentinel down-after-milliseconds, s", down_after, down_after / first_202,
+                    f"<= down-after + 2 = {down_after + 2:g} s", first_202 <= down_after + 2))
+    return rows
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+def row(key, figure, ours, baseline, theirs, ratio, target, met):
+    return {"key": key, "figure": figure, "foodapp": ours, "baseline": baseline, "baseline_value": theirs,
+            "ratio": ratio, "target": target, "met": met}
+
+
+def measure(tmp, steps=STEPS, details=None):
+    """Every figure, foodapp and its baseline back to back; returns the table's rows."""
+    details = {} if details is None else details
+    rows = []
+    if "http" in steps:
+        rows += http_rows(tmp)
+    if "drain" in steps or "others" in steps:
+        rows += drain_rows(tmp, details=details)
+    if "others" in steps:
+        rows += other_rows(tmp, details["foodapp_best_drain"], details)
+    if "batch" in steps:
+        rows += batch_rows(tmp, details)
+    if "latency" in steps:
+        rows += latency_rows(tmp)
+    if "recovery" in steps:
+        rows += recovery_rows(tmp)
+    return rows
+
+
+def table(rows):
+    marks = {True: "yes", False: "**no**", None: ""}
+    lines = ["| figure | foodapp | baseline | baseline value | ratio | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['figure']} | {r['foodapp']:.2f} | {r['baseline']} | {r['baseline_value']:.2f} "
+              f"| {r['ratio']:.2f} | {r['target']} | {marks[r['met']]} |" for r in rows]
+    return "\n".join(lines)
+
+
+def machine_description(seconds):
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "processor": platform.processor(), "load_generator": LOAD_GENERATOR, "seconds": round(seconds, 1),
+            "load_average": [round(v, 2) for v in os.getloadavg()]}
+
+
+def record(rows, machine, details, results=RESULTS, doc=DOC):
+    """latest.json, a line of history.jsonl, ratios.svg and, when ``doc``, docs/bench.md's table."""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "latest.json").write_text(json.dumps({"machine": machine, "details": details, "rows": rows},
+                                                    indent=2) + "\n")
+    entry = history.append(results / "history.jsonl", rows, machine, details)
+    history.write_svg(results / "ratios.svg", history.load(results / "history.jsonl"))
+    if doc is not None:
+        text = doc.read_text()
+        start, end = text.index("<!-- table -->"), text.index("<!-- /table -->")
+        sweep = details.get("drain_sweep", {})
+        notes = "".join(f"\n- drain sweep, {kind}, jobs/s by prefetch: "
+                        + ", ".join(f"{p} {v:.0f}" for p, v in values.items()) for kind, values in sweep.items())
+        for name in ("rq", "celery", "batch_plain"):
+            if isinstance(details.get(name), dict):
+                notes += f"\n- {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in details[name].items())
+        if isinstance(details.get("sidekiq"), str):
+            notes += f"\n- sidekiq: {details['sidekiq']}"
+        load = ", ".join(f"{v:g}" for v in machine.get("load_average", []))
+        doc.write_text(text[:start] + "<!-- table -->\n" + table(rows) +
+                       f"\n\nEvery baseline's tries in this run (the table shows each at its best):\n{notes}\n\n"
+                       f"Measured on {machine['platform']}, {machine['cpus']} cores, Python {machine['python']}, "
+                       f"load generator {LOAD_GENERATOR}, in {machine['seconds']} s, commit "
+                       f"{entry['commit'][:10]}{' with uncommitted changes' if entry['dirty'] else ''}, "
+                       f"load average at the end {load}.\n" + text[end:])
+    return entry
+
+
 def main():
+    only = [s.strip() for s in os.environ.get("BENCH_ONLY", "").split(",") if s.strip()]
+    unknown = set(only) - set(STEPS)
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: unknown steps {sorted(unknown)}; steps are {', '.join(STEPS)}")
+    steps = only or STEPS
     tmp = tempfile.mkdtemp(prefix="foodapp-bench-")
     began = time.monotonic()
+    details = {}
+    say(f"steps: {', '.join(steps)}; drain {DRAIN_JOBS} jobs (prefetch {', '.join(prefetch_name(p) for p in PREFETCHES)}), "
+        f"RQ and Celery {OTHER_DRAIN_JOBS} jobs, HTTP {HTTP_SECONDS:g} s per figure, {LATENCY_SAMPLES} pickups")
     try:
-        rows = measure(tmp)
+        rows = measure(tmp, steps, details)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-    marks = {True: "yes", False: "**no**", None: ""}
-    table = ["| figure | foodapp | baseline | baseline value | ratio | target | met |",
-             "|---|---|---|---|---|---|---|"]
-    table += [f"| {r['figure']} | {r['foodapp']:.2f} | {r['baseline']} | {r['baseline_value']:.2f} | {r['ratio']:.2f} "
-              f"| {r['target']} | {marks[r['met']]} |" for r in rows]
-    print("\n".join(table))
-    machine = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-               "processor": platform.processor(), "load_generator": LOAD_GENERATOR,
-               "seconds": round(time.monotonic() - began, 1)}
-    results = ROOT / "bench" / "results"
-    results.mkdir(exist_ok=True)
-    (results / "latest.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
-    doc = ROOT / "docs" / "bench.md"
-    text = doc.read_text()
-    start, end = text.index("<!-- table -->"), text.index("<!-- /table -->")
-    doc.write_text(text[:start] + "<!-- table -->\n" + "\n".join(table) +
-                   f"\n\nMeasured on {machine['platform']}, {machine['cpus']} cores, Python {machine['python']}, "
-                   f"load generator {LOAD_GENERATOR}, in {machine['seconds']} s.\n" + text[end:])
+    print(table(rows), flush=True)
+    machine = machine_description(time.monotonic() - began)
+    if only and os.environ.get("BENCH_RECORD") != "1":
+        say("BENCH_ONLY: partial run, not recorded (BENCH_RECORD=1 to record it)")
+        return
+    entry = record(rows, machine, details, doc=DOC if not only else None)
+    say(f"recorded: bench/results/latest.json, history.jsonl ({entry['timestamp']}), ratios.svg"
+        + ("" if only else ", docs/bench.md"))
 
 
 if __name__ == "__main__":

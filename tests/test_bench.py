@@ -1,0 +1,96 @@
+"""The bench's machinery at tiny counts: the drain sweep (real dramatiq workers, foodapp and
+plain Dramatiq, two prefetches, and the 2-process run), plain Dramatiq's batch baselines,
+and the record of a run (latest.json, history.jsonl, ratios.svg, the docs table).
+
+Structure only: rows present, ratios positive, the history appended, the SVG well-formed.
+No timing is asserted (timings belong to `make bench`).
+"""
+import json
+import xml.etree.ElementTree as ET
+
+import dramatiq
+import dramatiq.broker
+import pytest
+
+from tests.servers import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture
+def bench_env(monkeypatch):
+    """bench.run sets these variables and Dramatiq's global broker: put them back afterwards."""
+    for name in ("FOODAPP_REDIS_URL", "BENCH_REDIS_URL"):
+        monkeypatch.setenv(name, "redis://127.0.0.1:1/0")
+    saved = dramatiq.broker.global_broker
+    yield
+    dramatiq.broker.global_broker = saved
+
+
+def test_drain_sweep_and_record(tmp_path, bench_env):
+    from bench import history, run
+
+    details = {}
+    rows = run.drain_rows(str(tmp_path), jobs=300, prefetches=[None, 32], details=details)
+    assert [r["key"] for r in rows] == ["drain_best", "drain_default", "rss", "drain_scales"]
+    for r in rows:
+        assert r["foodapp"] > 0 and r["baseline_value"] > 0 and r["ratio"] > 0, r
+        assert r["figure"] and r["baseline"]
+    assert "prefetch" in rows[0]["figure"] and "prefetch" in rows[0]["baseline"]
+    for kind in ("foodapp", "plain"):
+        assert set(details["drain_sweep"][kind]) == {"default (8)", "32"}
+        assert all(v > 0 for v in details["drain_sweep"][kind].values())
+
+    results = tmp_path / "results"
+    doc = tmp_path / "bench.md"
+    doc.write_text("# Benchmarks\n\n<!-- table -->\nold\n<!-- /table -->\n\nafter\n")
+    machine = run.machine_description(1.0)
+    run.record(rows, machine, details, results=results, doc=doc)
+    run.record(rows, machine, details, results=results, doc=None)
+
+    latest = json.loads((results / "latest.json").read_text())
+    assert [r["key"] for r in latest["rows"]] == [r["key"] for r in rows]
+    entries = history.load(results / "history.jsonl")
+    assert len(entries) == 2
+    for entry in entries:
+        assert entry["timestamp"].endswith("Z") and entry["commit"] and entry["machine"]["cpus"]
+        assert [r["key"] for r in entry["rows"]] == [r["key"] for r in rows]
+        assert all(r["ratio"] > 0 for r in entry["rows"])
+    text = doc.read_text()
+    assert "old" not in text and text.endswith("<!-- /table -->\n\nafter\n")
+    assert "| drain scales:" in text and "drain sweep, plain" in text
+
+    svg = ET.parse(results / "ratios.svg").getroot()
+    assert svg.tag == f"{SVG}svg"
+    targeted = [r for r in rows if r["met"] is not None]
+    assert len(svg.findall(f"{SVG}polyline")) == len(targeted)  # two runs: a line per targeted figure
+    assert len(svg.findall(f"{SVG}circle")) == 2 * len(targeted)
+
+
+def test_plain_batch_ways(tmp_path, bench_env):
+    from bench import run
+
+    server = RedisServer(tmp_path).start()
+    try:
+        found = run.plain_batch(server.url, 0.3, max_batches=20)
+    finally:
+        server.stop()
+    assert set(found) == {"group(...).run()", "its enqueue pipelined (one round trip)"}
+    assert all(v > 0 for v in found.values())
+
+
+def test_chart_of_no_runs_and_one_run(tmp_path):
+    from bench import history
+
+    history.write_svg(tmp_path / "empty.svg", [])
+    assert ET.parse(tmp_path / "empty.svg").getroot().tag == f"{SVG}svg"
+    row = {"key": "k", "figure": "a <figure> & more", "foodapp": 2.0, "baseline": "b", "baseline_value": 1.0,
+           "ratio": float("inf"), "target": ">= 1", "met": True}
+    history.append(tmp_path / "h.jsonl", [row, {**row, "key": "j", "ratio": 3.0}], {"cpus": 2})
+    entries = history.load(tmp_path / "h.jsonl")
+    assert entries[0]["rows"][0]["ratio"] is None  # not a number JSON can hold
+    history.write_svg(tmp_path / "one.svg", entries)
+    root = ET.parse(tmp_path / "one.svg").getroot()
+    assert len(root.findall(f"{SVG}circle")) == 1
