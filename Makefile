@@ -64,11 +64,12 @@ deploy-restart: install
 	  --server $(HOST)_0=web:web_0=http://$(HOST):8080 --server $(HOST)_1=web:web_1=http://$(HOST):8081
 	$(BIN)/supervisorctl -c supervisor/production.conf restart workers:* batch:*
 
-# foodapp against baselines measured in the same run; prints ratios, writes
-# bench/results/latest.json and docs/bench.md. A few minutes.
+# foodapp against baselines (each at its best) measured in the same run; prints progress and
+# ratios, writes bench/results/latest.json, appends to bench/results/history.jsonl, draws
+# bench/results/ratios.svg and updates docs/bench.md. About ten minutes.
 # wrk (the HTTP load generator; without it a Python one is used and named in the table) and
-# redis-benchmark (the batch baseline) come from Debian's packages.
-bench: SYSTEM_PACKAGES = wrk:wrk redis-benchmark:redis-tools
+# Sidekiq 6.4 (a baseline; skipped with a line saying so without it) come from Debian's packages.
+bench: SYSTEM_PACKAGES = wrk:wrk sidekiq:ruby-sidekiq
 bench: $(VENV)/.installed-testing system-packages
 	$(BIN)/python bench/run.py
 
