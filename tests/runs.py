@@ -77,12 +77,21 @@ def merge(*readings):
     for reading in readings:
         for job_id, run in reading.items():
             known = merged.setdefault(job_id, Runs([], [], 0))
-            by_start = {**dict(zip(known.starts, known.workers)), **dict(zip(run.starts, run.workers))}
+            by_start = {**_by_start(known), **_by_start(run)}
             known.starts = sorted(by_start)
-            known.workers = [by_start[start] for start in known.starts]
+            known.workers = [by_start[start][0] for start in known.starts]
+            known.retries = [by_start[start][1] for start in known.starts]
             known.done = sorted(set(known.done) | set(run.done))
             known.crashes = max(known.crashes, run.crashes)
+            known.timeline = known.timeline + [entry for entry in run.timeline if entry not in known.timeline]
     return merged
+
+
+def _by_start(run):
+    """{start time: (worker, whether a retry came before it)} of one reading."""
+    workers = run.workers if len(run.workers) == len(run.starts) else [""] * len(run.starts)
+    retries = run.retries if len(run.retries) == len(run.starts) else [False] * len(run.starts)
+    return {start: (worker, retried) for start, worker, retried in zip(run.starts, workers, retries)}
 
 
 def counts(runs):

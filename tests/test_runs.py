@@ -56,6 +56,24 @@ def test_runs_only_an_old_master_kept_still_count(redis_server, tmp_path):
         old.stop()
     assert merged["split"].starts == [2.0, 6.0, 8.0] and merged["split"].done == [7.0, 9.0]
     assert set(runs.unexplained(merged, [4.0])) == {"split"}
+    assert len(merged["split"].timeline) == 5 and len(merged["split"].retries) == 3
+
+
+def test_a_merge_keeps_the_retry_before_a_start(redis_server, tmp_path):
+    """A retried run that only the old master kept stays a retry, not a re-run, once merged."""
+    from tests.servers import RedisServer
+
+    old = RedisServer(tmp_path)
+    try:
+        old.start()
+        new_client, old_client = redis_server.client(), old.client()
+        timeline(new_client, "retried", ("started", 2))
+        timeline(old_client, "retried", ("started", 2), ("retrying", 3), ("error", 3), ("started", 4), ("done", 5))
+        merged = runs.merge(runs.read_runs(new_client, ["retried"]), runs.read_runs(old_client, ["retried"]))
+    finally:
+        old.stop()
+    assert merged["retried"].starts == [2.0, 4.0] and merged["retried"].retries == [False, True]
+    runs.assert_reruns_only_at_kills(merged, [])
 
 
 def test_the_retry_of_a_run_that_raised_is_no_rerun_but_a_second_start_without_one_is(redis_client):
