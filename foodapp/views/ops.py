@@ -10,6 +10,7 @@ from pyramid.view import view_config
 from foodapp import deadletters
 from foodapp.ops import overview
 from foodapp.security import audit
+from foodapp.urls import public_url, route_path
 from foodapp.views import json_error
 from foodapp.views.jobs import is_uuid
 
@@ -36,7 +37,7 @@ def search(request):
     job_id = request.GET.get("id", "").strip()
     if not is_uuid(job_id):
         return message(request, 400, "Not a job id", f"{job_id!r} is not a job id: job ids are UUIDs, as the 202 gave.")
-    return HTTPSeeOther(request.route_url("ops_job", job_id=job_id))
+    return HTTPSeeOther(request.application_url + route_path(request, "ops_job", job_id=job_id))
 
 
 @view_config(route_name="ops_job", request_method="GET")
@@ -47,7 +48,7 @@ def job_page(request):
         return message(request, 404, "No such job", f"No job {job_id}: unknown, or its status expired (kept 24 h).")
     return render(request, "job.html", title=f"Job {job_id}", refresh=5 if job["state"] not in ("done", "dead", "failed") else None,
                   job=job, result_json=json.dumps(job.get("result"), indent=2, ensure_ascii=False),
-                  status_url=request.route_url("job", job_id=job_id))
+                  status_url=public_url(request, "job", job_id=job_id))
 
 
 @view_config(route_name="ops_requeue", request_method="POST")
