@@ -81,15 +81,16 @@ def _series(entries):
         for r in entry["rows"]:
             if r.get("met") is None or not r.get("key"):
                 continue  # context rows: no target, not drawn
-            found = series.setdefault(r["key"], [r["figure"], r.get("target", ""), [None] * len(entries)])
-            found[0], found[1] = r["figure"], r.get("target", "")  # the newest wording
+            label = f"{r['figure']} ÷ {r.get('baseline', '')}"
+            found = series.setdefault(r["key"], [label, r.get("target", ""), [None] * len(entries)])
+            found[0], found[1] = label, r.get("target", "")  # the newest wording
             values = found[2]
             ratio = r.get("ratio")
             values[i] = ratio if isinstance(ratio, (int, float)) and ratio > 0 else None
     return series
 
 
-def _short(text, limit=62):
+def _short(text, limit=70):
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 

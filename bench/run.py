@@ -42,6 +42,8 @@ from bench import history  # noqa: E402
 DRAIN_JOBS = int(os.environ.get("BENCH_DRAIN_JOBS", 20000))
 LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", 200))
 HTTP_SECONDS = float(os.environ.get("BENCH_HTTP_SECONDS", 8))
+#: HTTP and batch loads are split into this many rounds, foodapp and its baselines taking turns.
+HTTP_ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", 2))
 OTHER_DRAIN_JOBS = int(os.environ.get("BENCH_OTHER_DRAIN_JOBS", 5000))  # RQ runs a few hundred a second
 #: Dramatiq's prefetch per consumer (env dramatiq_queue_prefetch); None is its default, 2 x threads.
 PREFETCHES = [None if p.strip() == "default" else int(p)
@@ -363,17 +365,31 @@ def serve(here, ini, env, name):
     return web, url
 
 
-def http_enqueue(here, ini, env, name):
-    """(req/s, p99 ms) of GET /comer/plato against pserve ``ini``, after a second's warm-up."""
-    with step(f"http: {name}") as s:
-        web, url = serve(here, ini, env, name)
-        try:
-            http_load(url, 1)
-            found = http_load(url, HTTP_SECONDS)
-        finally:
+def http_compare(here, apps, env, profile, waits=None):
+    """{name: (req/s, p99 ms)} of GET /comer/plato against each of ``apps`` ({name: ini}).
+
+    All are served at once and warmed up; then HTTP_ROUNDS rounds of HTTP_SECONDS /
+    HTTP_ROUNDS each, the apps taking turns, so a burst of load on the machine falls on all
+    of them alike; each app's best round counts. ``waits``, if given, counts the WAIT calls
+    Redis has seen: {name: WAITs during that app's load} is checked by the caller."""
+    webs, found, waited = {}, {name: [] for name in apps}, {name: 0 for name in apps}
+    try:
+        with step(f"http: {profile}, starting {', '.join(apps)}"):
+            for name, ini in apps.items():
+                webs[name] = serve(here, ini, env, name.replace(" ", "-").replace("/", "-"))
+            for _, url in webs.values():
+                http_load(url, 1)  # warm up
+        for round_ in range(HTTP_ROUNDS):
+            for name, (_, url) in webs.items():
+                with step(f"http: {profile}, {name}, round {round_ + 1}/{HTTP_ROUNDS}") as s:
+                    before = waits() if waits else 0
+                    found[name].append(http_load(url, HTTP_SECONDS / HTTP_ROUNDS))
+                    waited[name] += (waits() - before) if waits else 0
+                    s["result"] = "{:.0f} req/s, p99 {:.2f} ms".format(*found[name][-1])
+    finally:
+        for web, _ in webs.values():
             web.stop()
-        s["result"] = f"{found[0]:.0f} req/s, p99 {found[1]:.2f} ms"
-        return found
+    return {name: max(tries, key=lambda t: t[0]) for name, tries in found.items()}, waited
 
 
 def production_ini(here, name, app_use="egg:foodapp", **values):
@@ -389,14 +405,13 @@ def http_rows(tmp):
     with tempfile.TemporaryDirectory(dir=tmp, prefix="http-dev-") as here:
         server = RedisServer(here).start()
         try:
-            env = {"FOODAPP_REDIS_URL": server.url}
             ini = lambda use: ini_for(here, free_port(), use, base=DEVELOPMENT_INI, name="development")  # noqa: E731
-            food = http_enqueue(here, ini("egg:foodapp"), env, "development profile, foodapp")
-            bare = http_enqueue(here, ini("call:bench.bare_app:main"), env, "development profile, bare Pyramid view")
-            send = http_enqueue(here, ini("call:bench.send_app:main"), env,
-                                "development profile, a view calling plain Dramatiq send()")
+            found, _ = http_compare(here, {"foodapp": ini("egg:foodapp"), "bare view": ini("call:bench.bare_app:main"),
+                                           "send() view": ini("call:bench.send_app:main")},
+                                    {"FOODAPP_REDIS_URL": server.url}, "development profile")
         finally:
             server.stop()
+    food, bare, send = found["foodapp"], found["bare view"], found["send() view"]
     what = f"HTTP enqueue GET /comer/x, development profile, req/s ({LOAD_GENERATOR})"
     rows.append(row("http_dev_bare", what, food[0], "bare Pyramid JSON view, same waitress", bare[0],
                     food[0] / bare[0], ">= 0.80", food[0] / bare[0] >= 0.8))
@@ -413,27 +428,23 @@ def http_rows(tmp):
             wait_until(lambda: replica.client().info("replication").get("master_link_status") == "up"
                        and master.client().info("replication").get("connected_slaves", 0) >= 1,
                        30, "the replica to be in sync")
-            env = {"FOODAPP_REDIS_URL": master.url}
 
             def waits():
                 return master.client().info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
-            before = waits()
-            wait = http_enqueue(here, production_ini(here, "wait", **{"enqueue.replicas": "1"}), env,
-                                "production profile, foodapp, WAIT for 1 replica")
-            if waits() == before:
-                raise AssertionError("foodapp's production profile (enqueue.replicas = 1) sent no WAIT to Redis")
-            before = waits()
-            nowait = http_enqueue(here, production_ini(here, "nowait", **{"enqueue.replicas": "0"}), env,
-                                  "production profile, foodapp without WAIT (enqueue.replicas = 0)")
-            if waits() != before:
-                raise AssertionError("foodapp with enqueue.replicas = 0 sent WAIT to Redis")
-            bare = http_enqueue(here, production_ini(here, "bare", "call:bench.bare_app:main"), env,
-                                "production profile, bare Pyramid view")
-            send = http_enqueue(here, production_ini(here, "send", "call:bench.send_app:main"), env,
-                                "production profile, a view calling plain Dramatiq send()")
+            found, waited = http_compare(
+                here, {"foodapp WAIT": production_ini(here, "wait", **{"enqueue.replicas": "1"}),
+                       "foodapp no WAIT": production_ini(here, "nowait", **{"enqueue.replicas": "0"}),
+                       "bare view": production_ini(here, "bare", "call:bench.bare_app:main"),
+                       "send() view": production_ini(here, "send", "call:bench.send_app:main")},
+                {"FOODAPP_REDIS_URL": master.url}, "production profile, a replica", waits)
         finally:
             replica.stop()
             master.stop()
+    if not waited["foodapp WAIT"]:
+        raise AssertionError("foodapp's production profile (enqueue.replicas = 1) sent no WAIT to Redis")
+    if waited["foodapp no WAIT"]:
+        raise AssertionError("foodapp with enqueue.replicas = 0 sent WAIT to Redis")
+    wait, nowait, bare, send = (found[n] for n in ("foodapp WAIT", "foodapp no WAIT", "bare view", "send() view"))
     what = f"HTTP enqueue, production profile (replica, WAIT on), req/s ({LOAD_GENERATOR})"
     rows.append(row("http_prod_bare", what, wait[0], "bare Pyramid JSON view, same waitress", bare[0],
                     wait[0] / bare[0], ">= 0.80", wait[0] / bare[0] >= 0.8))
@@ -479,41 +490,55 @@ def plain_batch(redis_url, seconds, items=BATCH_ITEMS, max_batches=5000):
 
 
 def batch_rows(tmp, details):
+    """POST /menu (foodapp, through waitress) against plain Dramatiq's best 100-message
+    enqueue from Python, each on its own redis-server, one connection each, taking turns
+    for HTTP_ROUNDS rounds; each one's best round counts."""
+    menu = json.dumps([{"comer": f"plato{i}"} for i in range(BATCH_ITEMS)])
+    ours, plain = [], {}
     with tempfile.TemporaryDirectory(dir=tmp, prefix="batch-") as here:
-        server = RedisServer(here).start()
+        server, other = RedisServer(here).start(), None
+        web = None
         try:
-            with step(f"batch: foodapp POST /menu ({BATCH_ITEMS} items), one connection") as s:
-                web, url = serve(here, ini_for(here, free_port()), {"FOODAPP_REDIS_URL": server.url}, "web")
-                try:
-                    menu = json.dumps([{"comer": f"plato{i}"} for i in range(BATCH_ITEMS)])
+            other = RedisServer(here).start()
+            web, url = serve(here, ini_for(here, free_port()), {"FOODAPP_REDIS_URL": server.url}, "web")
+            script = Path(here) / "menu.lua"
+            script.write_text(f"wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
+                              f"wrk.body = {json.dumps(menu)}\n")
+            if WRK:
+                _wrk(f"{url}/menu", 1, 1, "-s", script)  # warm up
+            for round_ in range(HTTP_ROUNDS):
+                with step(f"batch: foodapp POST /menu ({BATCH_ITEMS} items), one connection, "
+                          f"round {round_ + 1}/{HTTP_ROUNDS}") as s:
+                    seconds = HTTP_SECONDS / HTTP_ROUNDS
                     if WRK:
-                        script = Path(here) / "menu.lua"
-                        script.write_text(f"wrk.method = 'POST'\nwrk.headers['Content-Type'] = 'application/json'\n"
-                                          f"wrk.body = {json.dumps(menu)}\n")
-                        rps, _ = _wrk(f"{url}/menu", HTTP_SECONDS, 1, "-s", script)
-                        ours = rps * BATCH_ITEMS
+                        rps, _ = _wrk(f"{url}/menu", seconds, 1, "-s", script)
+                        ours.append(rps * BATCH_ITEMS)
                     else:
                         requests, began = 0, time.monotonic()
-                        while requests < 2000 and time.monotonic() - began < HTTP_SECONDS:
+                        while requests < 2000 and time.monotonic() - began < seconds:
                             status, _, _ = http("POST", f"{url}/menu", headers={"Content-Type": "application/json"},
                                                 body=menu.encode())
                             assert status == 202, status
                             requests += 1
-                        ours = requests * BATCH_ITEMS / (time.monotonic() - began)
-                finally:
-                    web.stop()
-                s["result"] = f"{ours:.0f} jobs/s"
-            server.client().flushdb()
-            with step(f"batch: plain Dramatiq, {BATCH_ITEMS} messages at a time from Python, one connection") as s:
-                found = plain_batch(server.url, min(HTTP_SECONDS, 5))
-                s["result"] = ", ".join(f"{way}: {v:.0f} jobs/s" for way, v in found.items())
+                        ours.append(requests * BATCH_ITEMS / (time.monotonic() - began))
+                    s["result"] = f"{ours[-1]:.0f} jobs/s"
+                with step(f"batch: plain Dramatiq, {BATCH_ITEMS} messages at a time from Python, one connection, "
+                          f"round {round_ + 1}/{HTTP_ROUNDS}") as s:
+                    found = plain_batch(other.url, min(HTTP_SECONDS, 5) / HTTP_ROUNDS)
+                    for way, value in found.items():
+                        plain[way] = max(plain.get(way, 0), value)
+                    s["result"] = ", ".join(f"{way}: {v:.0f} jobs/s" for way, v in found.items())
         finally:
+            if web is not None:
+                web.stop()
+            if other is not None:
+                other.stop()
             server.stop()
-    details["batch_plain"] = {way: round(v, 1) for way, v in found.items()}
-    way = max(found, key=found.get)
-    return [row("batch", f"batch enqueue: POST /menu ({BATCH_ITEMS} items, one connection), jobs/s", ours,
+    details["batch_plain"] = {way: round(v, 1) for way, v in plain.items()}
+    way = max(plain, key=plain.get)
+    return [row("batch", f"batch enqueue: POST /menu ({BATCH_ITEMS} items, one connection), jobs/s", max(ours),
                 f"plain Dramatiq's best {BATCH_ITEMS}-message enqueue from Python, one connection: {way}",
-                found[way], ours / found[way], ">= 3", ours / found[way] >= 3)]
+                plain[way], max(ours) / plain[way], ">= 3", max(ours) / plain[way] >= 3)]
 
 
 # -- latency and recovery -----------------------------------------------------------------------
