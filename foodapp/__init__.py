@@ -5,15 +5,17 @@ def main(global_config, **settings):
     """The WSGI application: the Pyramid app, with dramatiq-dashboard mounted in front."""
     # Imported here, not at the top: the workers import foodapp too, and need no Pyramid.
     from pyramid.config import Configurator
-    from pyramid.csrf import CookieCSRFStoragePolicy
 
     with Configurator(settings=settings) as config:
         config.include(".settings")
         config.include(".broker")
         config.include(".routes")
         config.include(".views.ops")
-        # CSRF tokens for the operations page's forms, kept in a cookie (no session needed).
-        config.set_csrf_storage_policy(CookieCSRFStoragePolicy(httponly=True, samesite="Strict"))
+        # CSRF tokens for the operations page's forms, kept in a cookie (no session needed),
+        # Secure when the request came over HTTPS.
+        from foodapp.csrf import SecureOverTLSCSRFStoragePolicy
+
+        config.set_csrf_storage_policy(SecureOverTLSCSRFStoragePolicy(httponly=True, samesite="Strict"))
         config.scan(".views")
         app = config.make_wsgi_app()
     from foodapp.dashboard import mount

@@ -54,11 +54,11 @@ def test_pshell_and_proutes_on_development_ini(redis_server, clean_env):
 
 
 def test_pserve_pshell_and_proutes_on_production_ini(tmp_path, clean_env):
-    # production.ini as it is, but listening on 127.0.0.1 only (the port is still http_port=).
+    # production.ini as it is: it listens on 127.0.0.1 only (the port is http_port=).
     text = (ROOT / "production.ini").read_text()
-    assert re.search(r"(?m)^listen = 0\.0\.0\.0:%\(http_port\)s$", text)
+    assert re.search(r"(?m)^listen = 127\.0\.0\.1:%\(http_port\)s$", text)
     ini = tmp_path / "production.ini"
-    ini.write_text(text.replace("listen = 0.0.0.0:%(http_port)s", "listen = 127.0.0.1:%(http_port)s"))
+    ini.write_text(text)
 
     redis = ReplicatedRedis(tmp_path).start()
     web = None

@@ -2,7 +2,7 @@
 import logging
 
 import redis
-from pyramid.exceptions import BadCSRFToken, URLDecodeError
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 
@@ -45,6 +45,16 @@ def method_not_allowed(request):
 @exception_view_config(BadCSRFToken)
 def bad_csrf(exc, request):
     return json_error(403, "bad_csrf_token", "this form was not sent from foodapp's own page: reload the page and try again")
+
+
+@exception_view_config(BadCSRFOrigin)
+def bad_csrf_origin(exc, request):
+    # Pyramid checks a form POST's Origin (else Referer) over HTTPS only.
+    return json_error(
+        403, "bad_csrf_origin",
+        f"this form was sent from another site (Origin or Referer {exc.detail or 'missing'}), not from "
+        f"{request.host_url}: open foodapp's own page there and send the form from it",
+    )
 
 
 @exception_view_config(URLDecodeError)
