@@ -81,7 +81,7 @@ def _series(entries):
         for r in entry["rows"]:
             if r.get("met") is None or not r.get("key"):
                 continue  # context rows: no target, not drawn
-            label = f"{r['figure']} ÷ {r.get('baseline', '')}"
+            label = f"÷ {r.get('baseline', '')}"
             found = series.setdefault(r["key"], [label, r.get("target", ""), [None] * len(entries)])
             found[0], found[1] = label, r.get("target", "")  # the newest wording
             values = found[2]
