@@ -131,6 +131,8 @@ class Settings:
     security_internal_networks: tuple = field(default_factory=lambda: _networks("127.0.0.0/8 ::1/128", ""))
     security_detail_token: str | None = field(default=None, repr=False)
     app_public_url: str | None = None
+    ledger_retention_seconds: int = 86400
+    security_require_passwords: bool = False
 
 
 # ini name -> parser (None: a string). The field of Settings is the name with "_" for ".".
@@ -174,6 +176,8 @@ _PARSERS = {
     "security.internal_networks": _networks,
     "security.detail_token": None,
     "app.public_url": _public_url,
+    "ledger.retention_seconds": _int,
+    "security.require_passwords": _bool,
 }
 
 
@@ -229,15 +233,31 @@ def _check(settings):
         )
     if not settings.dashboard_prefix.startswith("/") or settings.dashboard_prefix.endswith("/"):
         raise SettingsError("setting dashboard.prefix must start with / and not end with one, e.g. /jobs")
-    if settings.dashboard_login_required and not (settings.dashboard_username and settings.dashboard_password_hash):
+    if settings.orders_max_item_length < 1:
+        raise SettingsError("setting orders.max_item_length must be at least 1")
+    if settings.ledger_retention_seconds < 1:
+        raise SettingsError("setting ledger.retention_seconds must be at least 1 (seconds an entry is kept)")
+
+
+def check_startup(settings, web):
+    """Refuse to start a process (``web``: a web process, else a worker) without the secrets
+    it needs. Workers never need the dashboard's credentials."""
+    if settings.security_require_passwords:
+        missing = []
+        if not settings.redis_password:
+            missing.append("FOODAPP_REDIS_PASSWORD (the password of the app's Redis user, see deploy/redis/users.acl)")
+        if settings.redis_sentinels and not settings.redis_sentinel_password:
+            missing.append("FOODAPP_SENTINEL_PASSWORD (the Sentinels' requirepass)")
+        if missing:
+            raise SettingsError("security.require_passwords is on: set " + " and ".join(missing))
+    if web and settings.dashboard_login_required and not (settings.dashboard_username and settings.dashboard_password_hash):
         raise SettingsError(
             "dashboard.login_required is on: set FOODAPP_DASHBOARD_USERNAME and FOODAPP_DASHBOARD_PASSWORD_HASH "
             "(make the hash with `foodapp hash-password`)"
         )
-    if settings.orders_max_item_length < 1:
-        raise SettingsError("setting orders.max_item_length must be at least 1")
 
 
 def includeme(config):
     """Parse the settings once and keep them on the registry as ``registry.foodapp``."""
     config.registry.foodapp = from_ini(config.get_settings())
+    check_startup(config.registry.foodapp, web=True)

@@ -32,7 +32,9 @@ def load(ini=INI):
     _logcontext.install()
     loader = plaster.get_loader(ini, protocols=["wsgi"])
     loader.setup_logging()
-    return _settings.from_ini(loader.get_settings("app:main"))
+    settings = _settings.from_ini(loader.get_settings("app:main"))
+    _settings.check_startup(settings, web=False)
+    return settings
 
 
 broker = _broker.configure(load())
