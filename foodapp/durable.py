@@ -32,7 +32,9 @@ class NotReplicated(redis.RedisError):
 # failover is under way (no master yet, or the old master is now a read-only replica), the
 # master refuses writes because it lost its replicas (min-replicas-to-write) or is full
 # (maxmemory with noeviction), or a replica did not acknowledge in time.
-RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, NotReplicated)
+# redis-py raises OutOfMemoryError for an OOM reply, without the "OOM" prefix in its text.
+RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.exceptions.OutOfMemoryError,
+             NotReplicated)
 RETRYABLE_REPLIES = ("NOREPLICAS", "LOADING", "MASTERDOWN", "OOM", "TRYAGAIN")
 
 

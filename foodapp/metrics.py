@@ -47,9 +47,10 @@ class RedisCollector:
             pipe.zrange(f"{ns}:__heartbeats__", 0, -1)
             pipe.info("replication")
             pipe.hlen(FAILOVERS)
+            pipe.info("memory")
             results = pipe.execute()
         per_queue = [results[i * 4:(i + 1) * 4] for i in range(len(queues))]
-        stats, workers, replication, failovers = results[len(queues) * 4:]
+        stats, workers, replication, failovers, memory = results[len(queues) * 4:]
 
         depth = GaugeMetricFamily(
             "foodapp_queue_depth",
@@ -123,6 +124,18 @@ class RedisCollector:
             "live worker's sweep removes them (after workers.heartbeat_timeout). Cluster-wide.")
         live.add_metric([], len(workers))
         yield live
+        used = GaugeMetricFamily(
+            "foodapp_redis_memory_used_bytes",
+            "Bytes the Redis master uses (INFO memory used_memory), all of foodapp's data on it. Cluster-wide.")
+        used.add_metric([], int(memory.get("used_memory", 0)))
+        yield used
+        limit = GaugeMetricFamily(
+            "foodapp_redis_memory_max_bytes",
+            "The Redis master's maxmemory in bytes (0: no limit). Past it, with maxmemory-policy noeviction, Redis "
+            "refuses writes and orders get 503: the headroom is this minus foodapp_redis_memory_used_bytes. "
+            "Cluster-wide.")
+        limit.add_metric([], int(memory.get("maxmemory", 0)))
+        yield limit
 
     @staticmethod
     def _histogram(raw):

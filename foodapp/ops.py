@@ -64,6 +64,26 @@ def per_minute(client, minutes=10):
     return rows
 
 
+def memory(client):
+    """The Redis master's memory (INFO memory): used and maxmemory in bytes, the headroom
+    (what may still be written before Redis refuses writes with OOM, maxmemory-policy
+    noeviction) and the share used; ``max`` 0 means no limit is set (then no headroom)."""
+    info = client.info("memory")
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    return {
+        "used": used, "max": limit, "policy": info.get("maxmemory_policy", ""),
+        "headroom": max(limit - used, 0) if limit else None,
+        "used_percent": round(100 * used / limit, 1) if limit else None,
+    }
+
+
+def human_bytes(count):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+
+
 def overview(broker):
     settings, client = broker.settings, broker.client
     try:
@@ -77,7 +97,12 @@ def overview(broker):
     audit = audit_log(client, 20)
     for entry in audit:
         entry["at"] = jobs.iso(entry["at"])
+    try:
+        used = memory(client)
+    except redis.RedisError as error:
+        used = {"error": str(error)}
     return {
         "queues": queues(broker), "workers": workers(broker), "minutes": per_minute(client),
         "ready": ready, "reason": reason, "topology": seen, "failovers": failovers, "audit": audit,
+        "memory": used, "human_bytes": human_bytes,
     }

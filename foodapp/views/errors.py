@@ -67,9 +67,12 @@ def bad_encoding(exc, request):
 
 @exception_view_config(EnqueueUnavailable)
 def enqueue_unavailable(exc, request):
+    # An OOM reply (redis-py words it "command not allowed when used memory > 'maxmemory'").
+    full = "Redis is out of memory (used memory is past its maxmemory, and it refuses writes) - " \
+        if "maxmemory" in str(exc.reason) else ""
     return json_error(
         503, "redis_unavailable",
-        f"the job was not accepted: {exc.reason}. Nothing was queued; send the request again later",
+        f"the job was not accepted: {full}{exc.reason}. Nothing was queued; send the request again later",
         **{"Retry-After": str(exc.retry_after)},
     )
 
