@@ -21,7 +21,6 @@ machine, would pick the empty server and the new master would replicate its empt
 Every wait polls a condition with a deadline; every process is started by ``start`` or a
 fault and stopped by ``stop``, which also removes the namespaces.
 """
-import ipaddress
 import itertools
 import os
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 import redis
 
 from foodapp.dev import redis_server_binary
-from tests.netns import Network, ip
+from tests.netns import Network, free_subnet, ip
 from tests.servers import Process, free_port, wait_until
 
 MASTER_NAME = "foodmaster"
@@ -68,14 +67,7 @@ def namespaces_available():
 def _free_subnet():
     """A 10.x.61.0/24 no route of this machine uses (the host drills take 10.x.47.0/24, so a
     drill and a soak started at the same moment never pick the same one)."""
-    used = [ipaddress.ip_network(line.split()[0], strict=False)
-            for line in ip("-4", "route", "show", "table", "all").stdout.splitlines()
-            if line and line.split()[0][0].isdigit()]
-    for third in range(213, 255):
-        candidate = ipaddress.ip_network(f"10.{third}.61.0/24")
-        if not any(candidate.overlaps(network) for network in used):
-            return candidate
-    raise RuntimeError("no free 10.x.61.0/24 for the soak's hosts")
+    return free_subnet(61, "the soak's hosts")
 
 
 class SoakNetwork(Network):

@@ -24,15 +24,16 @@ def ip(*args, check=True):
     return result
 
 
-def _free_subnet():
+def free_subnet(third=47, what="the test hosts"):
+    """A 10.x.<third>.0/24 that no route of this machine uses."""
     used = [ipaddress.ip_network(line.split()[0], strict=False)
             for line in ip("-4", "route", "show", "table", "all").stdout.splitlines()
             if line and line.split()[0][0].isdigit()]
-    for third in range(213, 255):
-        candidate = ipaddress.ip_network(f"10.{third}.47.0/24")
+    for second in range(213, 255):
+        candidate = ipaddress.ip_network(f"10.{second}.{third}.0/24")
         if not any(candidate.overlaps(network) for network in used):
             return candidate
-    raise RuntimeError("no free 10.x.47.0/24 for the test hosts")
+    raise RuntimeError(f"no free 10.x.{third}.0/24 for {what}")
 
 
 def require_namespaces():
@@ -57,7 +58,7 @@ class Network:
         # may still be tearing down the previous one's links.
         self.tag = f"f{os.getpid() % 100000}{next(_networks)}"
         self.bridge = f"{self.tag}br"
-        subnet = _free_subnet()
+        subnet = free_subnet()
         hosts = list(subnet.hosts())
         self.prefix = subnet.prefixlen
         self.gateway = str(hosts[0])

@@ -130,14 +130,21 @@ def unexplained(runs, kills):
         if len(run) - sum(retried) > 1 + len(windows):
             bad[job_id] = run
             continue
+        retries_left = 0
         for previous, start, retry in zip(run.starts, run.starts[1:], retried):
-            if retry:
-                continue  # the retry of a run that raised
-            if not any(previous <= ended + ROUNDING and began <= start + ROUNDING
-                       and not any(previous <= done < began for done in run.done)
-                       for began, ended in windows):
-                bad[job_id] = run
-                break
+            retries_left += retry
+            if any(previous <= ended + ROUNDING and began <= start + ROUNDING
+                   and not any(previous <= done < began for done in run.done)
+                   for began, ended in windows):
+                continue  # in flight at a kill
+            if retries_left:
+                # The retry of a run that raised, stored before this start: not always the
+                # next start (a run that raised at a failover may also be given back by
+                # the sweep, and that copy may start before the retry is due).
+                retries_left -= 1
+                continue
+            bad[job_id] = run
+            break
     return bad
 
 

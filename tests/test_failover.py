@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests import runs
 from tests.hosts import set_ini
 from tests.sentinel import ReplicatedRedis
 from tests.servers import TESTING_INI, RedisServer, Web, Worker, http, wait_until
@@ -43,25 +44,6 @@ def production_like_ini(tmp_path, **settings):
            "kitchen.preparation_seconds": "0", **settings},
     ))
     return ini
-
-
-def runs_per_job(client, job_ids):
-    """{job_id: (wall-clock times of its `started` events, how many of its runs raised)}.
-
-    A run that raised (an `error` event) is retried: the start after it is no re-run.
-    """
-    runs = {}
-    job_ids = sorted(job_ids)
-    for first in range(0, len(job_ids), 500):
-        chunk = job_ids[first:first + 500]
-        with client.pipeline(transaction=False) as pipe:
-            for job_id in chunk:
-                pipe.lrange(f"foodapp:job:{job_id}:events", 0, -1)
-            for job_id, events in zip(chunk, pipe.execute()):
-                events = [json.loads(event) for event in events]
-                runs[job_id] = ([float(e["at"]) for e in events if e["event"] == "started"],
-                                sum(1 for e in events if e["event"] == "error"))
-    return runs
 
 
 def master_kill_drill(tmp_path, replicated, *, orders, kill_after, settings, workers=2, threads=2):
@@ -133,7 +115,7 @@ def master_kill_drill(tmp_path, replicated, *, orders, kill_after, settings, wor
         # The workers followed the new master without a restart.
         assert all(worker.alive() for worker in processes[1:])
         return Drill(web, results, killed_at[0], new_master, client, accepted, states,
-                     runs_per_job(client, accepted), processes)
+                     runs.read_runs(client, accepted), processes)
     except BaseException:
         for process in processes:
             process.stop()
@@ -180,27 +162,21 @@ class Drill:
         lost = self.accepted - ledger
         never_accepted = ledger - self.accepted
         not_done = {job_id: state for job_id, state in self.states.items() if state != "done"}
-        # Runs beyond the first and the retries of runs that raised: re-runs.
-        reruns = {job_id: (starts, errors) for job_id, (starts, errors) in self.runs.items()
-                  if len(starts) > 1 + errors}
-        # A job may run again only if it was in flight at the kill: it started before it.
-        unexplained = {job_id: run for job_id, run in reruns.items() if min(run[0]) > self.killed_wall}
-        retried = sum(errors for _, errors in self.runs.values())
+        # A job may run again only if it was in flight at the kill, and once (tests/runs.py).
+        unexplained = runs.unexplained(self.runs, [self.killed_wall])
+        retried = sum(sum(run.retries[1:]) for run in self.runs.values())
         print(f"\nmaster kill -9 under load (down-after {down_after_ms} ms): {len(results)} orders, "
               f"{len(self.accepted)} accepted (202), {len(unavailable)} answered 503, lost: {len(lost)}, "
-              f"not done: {len(not_done)}, runs: {sum(len(starts) for starts, _ in self.runs.values())} "
-              f"(retries after an error: {retried}), re-run: {len(reruns)} "
-              f"(all in flight at the kill: {not unexplained}); kill -9 -> first accepted enqueue: "
+              f"not done: {len(not_done)}, {runs.report(self.runs)} (retries after an error: {retried}; "
+              f"all in flight at the kill: {not unexplained}); kill -9 -> first accepted enqueue: "
               f"{first_after_kill - self.killed_monotonic:.2f} s")
         assert not lost, sorted(lost)[:10]
         # Orders that got a 503 may still have been stored (the outcome was unknown); none other.
         unknown = {body.get("job_id") for status, body, *_ in unavailable if isinstance(body, dict)}
         assert never_accepted <= unknown, sorted(never_accepted - unknown)[:10]
         assert not not_done, dict(list(not_done.items())[:10])
-        assert all(self.runs[job_id][0] for job_id in self.accepted), "a done job has no started event"
-        assert not unexplained, unexplained
-        # One kill: at most one re-run per job.
-        assert all(len(starts) <= 2 + errors for starts, errors in reruns.values()), reruns
+        assert all(len(self.runs[job_id]) for job_id in self.accepted), "a done job has no started event"
+        assert not unexplained, runs.describe(unexplained)
 
 
 def test_killing_the_master_under_load_loses_no_accepted_job(tmp_path, replicated):

@@ -85,3 +85,15 @@ def test_the_retry_of_a_run_that_raised_is_no_rerun_but_a_second_start_without_o
     runs.assert_reruns_only_after_crashes({"retried": found["retried"]})
     with pytest.raises(AssertionError, match="doubled"):
         runs.assert_reruns_only_after_crashes(found)
+
+
+def test_a_run_that_raised_at_a_kill_may_start_again_from_the_kill_and_from_its_retry(redis_client):
+    """Seen in the slow-failover drill: a job raised at the master's kill (its retry stored),
+    and the sweep also gave back its message; the given-back copy started first, the retry
+    when due. One start explained by the kill, one by the retry; a fourth start by neither."""
+    timeline(redis_client, "both", ("started", 2), ("retrying", 3), ("started", 10), ("done", 11),
+             ("started", 20), ("done", 21))
+    timeline(redis_client, "more", ("started", 2), ("retrying", 3), ("started", 10), ("done", 11),
+             ("started", 20), ("done", 21), ("started", 30))
+    found = runs.read_runs(redis_client, ["both", "more"])
+    assert set(runs.unexplained(found, [2.5])) == {"more"}
