@@ -38,6 +38,8 @@ tests_require = [
     "hypothesis>=6.100",
     "schemathesis>=4,<5",
     "playwright>=1.40",
+    "bandit>=1.7",  # tests/test_static_checks.py: no high-severity finding
+    "pip-audit>=2.6",  # tests/test_static_checks.py: no known vulnerability (skips when it cannot reach PyPI's API)
     *dev_require,  # the tests run `make run`'s path, embedded Redis included (tests/test_make_run.py)
 ]
 
