@@ -179,7 +179,7 @@ def host_processes(host):
     for pid, (ppid, cmdline) in table.items():
         if ppid != supervisord:
             continue
-        web = re.search(r"--port (\d+)", cmdline)
+        web = re.search(r"(?:--port |http_port=)(\d+)", cmdline)
         worker = re.search(r"var/run/((?:workers|batch)_\d+)\.pid", cmdline)
         if web and int(web.group(1)) in host.web_ports:
             found.append((f"web:web_{host.web_ports.index(int(web.group(1)))}", "web", pid))
@@ -990,6 +990,11 @@ def soak(config, workdir, log=print):
             for program, role, pid, base, end, _, protected, _ in rss
             if protected and end - base > config.rss_max_mb and (end - base) / base * 100 > config.rss_max_percent
         ]
+        # A never-killed process the sampler did not find would make the memory check one
+        # that cannot fail (it happened when the web processes' command line changed).
+        measured = {program for program, _, _, _, _, _, protected, _ in rss if protected}
+        rss_failures += [f"{program}: no RSS measured (not found among the host's processes)"
+                         for program in PROTECTED if program not in measured]
         return Result(config, failures, rss_failures, rss, accepted, faults, kinds, skipped, cluster.placement,
                       figures, load_seconds, drain_seconds, time.monotonic() - began, load_began_wall, workdir, runs)
     finally:
