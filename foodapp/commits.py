@@ -151,18 +151,19 @@ class GroupCommit:
             self._kick_flusher()
 
     def _send(self, group):
-        keys, spec = [], []
-        for write in group:
-            keys += write.keys
-            spec.append((write.kind, len(write.keys), write.args))
-        args = [_encoder.encode(spec)]
-        replicas = max(write.replicas for write in group)
-        timeout_ms = max(write.timeout_ms for write in group)
         self.calls += 1
         self.writes += len(group)
         try:
-            replies, acknowledged = self._call(keys, args, replicas, timeout_ms)
-        except redis.RedisError as error:
+            keys, spec = [], []
+            for write in group:
+                keys += write.keys
+                spec.append((write.kind, len(write.keys), write.args))
+            replicas = max(write.replicas for write in group)
+            timeout_ms = max(write.timeout_ms for write in group)
+            replies, acknowledged = self._call(keys, [_encoder.encode(spec)], replicas, timeout_ms)
+        except Exception as error:
+            # Every error goes to the writes' threads, never up through the writer: a
+            # writer that raised would leave the writing taken and every later write waiting.
             for write in group:
                 write.error = error
             return
