@@ -1,4 +1,5 @@
 """A replicated Redis on this machine: master, replica and three Sentinels on free ports."""
+import contextlib
 from pathlib import Path
 
 import redis
@@ -79,3 +80,14 @@ class ReplicatedRedis:
     def stop(self):
         for process in (*self.sentinels, self.replica, self.master):
             process.stop()
+
+
+@contextlib.contextmanager
+def running(directory, **options):
+    """A started ReplicatedRedis (``options``: down_after_ms, failover_timeout_ms), stopped
+    at the end even when starting it failed half way."""
+    redis_ = ReplicatedRedis(directory, **options)
+    try:
+        yield redis_.start()
+    finally:
+        redis_.stop()

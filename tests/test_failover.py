@@ -8,7 +8,7 @@ import pytest
 
 from tests import runs
 from tests.hosts import set_ini
-from tests.sentinel import ReplicatedRedis
+from tests.sentinel import running
 from tests.servers import TESTING_INI, RedisServer, Web, Worker, http, wait_until
 
 pytestmark = pytest.mark.drill
@@ -19,21 +19,15 @@ KILL_AFTER = 600
 
 @pytest.fixture
 def replicated(tmp_path):
-    redis_ = ReplicatedRedis(tmp_path)
-    try:
-        yield redis_.start()
-    finally:
-        redis_.stop()
+    with running(tmp_path) as redis_:
+        yield redis_
 
 
 @pytest.fixture
 def slow_failover(tmp_path):
     """Sentinel's down-after at 9 s: the master is missed for 9 s before the failover starts."""
-    redis_ = ReplicatedRedis(tmp_path, down_after_ms=9000, failover_timeout_ms=20000)
-    try:
-        yield redis_.start()
-    finally:
-        redis_.stop()
+    with running(tmp_path, down_after_ms=9000, failover_timeout_ms=20000) as redis_:
+        yield redis_
 
 
 def production_like_ini(tmp_path, **settings):

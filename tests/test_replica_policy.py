@@ -10,7 +10,7 @@ import pytest
 from foodapp.broker import make_client
 from foodapp.replicas import ReplicaPolicy
 from foodapp.settings import Settings
-from tests.sentinel import MASTER_NAME, ReplicatedRedis
+from tests.sentinel import MASTER_NAME, running
 from tests.servers import wait_until
 
 pytestmark = pytest.mark.drill
@@ -18,11 +18,8 @@ pytestmark = pytest.mark.drill
 
 @pytest.fixture
 def topology(tmp_path):
-    redis_ = ReplicatedRedis(tmp_path, down_after_ms=1000, failover_timeout_ms=3000)
-    try:
-        yield redis_.start()
-    finally:
-        redis_.stop()
+    with running(tmp_path, down_after_ms=1000, failover_timeout_ms=3000) as redis_:
+        yield redis_
 
 
 def policy_for(topology):
