@@ -253,3 +253,32 @@ def test_workers_under_supervisord_are_not_given_the_dashboards_credentials(tmp_
         assert http("GET", host.url + "/comer/tomate")[0] == 202
     finally:
         host.stop()
+
+
+def test_crashed_workers_sweep_and_dead_letters_run_as_the_acl_user(tmp_path, acl_redis, monkeypatch):
+    """A job that kills its worker, three times, as the ACL user: the sweep requeues it, then
+    dead-letters it; the dashboard lists it; ACL LOG stays empty."""
+    import dramatiq
+
+    from tests.conftest import make_app
+
+    env = {"FOODAPP_REDIS_PASSWORD": PASSWORDS["FOODAPP_REDIS_PASSWORD"]}
+    host = Host(tmp_path, "a", acl_redis.url, workers=2, modules=["tests.poison_actors"], env=env)
+    try:
+        host.start()
+        for name, value in {"FOODAPP_REDIS_URL": acl_redis.url, **env}.items():
+            monkeypatch.setenv(name, value)
+        make_app()
+        message = dramatiq.get_broker().enqueue(dramatiq.Message(
+            queue_name="comer", actor_name="poison", args=("seta venenosa",), kwargs={}, options={}))
+        dead = wait_until(lambda: (job := http("GET", f"{host.url}/api/jobs/{message.message_id}")[2]).get("state") == "dead"
+                          and job, 120, "the poison job to die", interval=0.5)
+        assert dead["crashes"] == 3, dead
+        assert "seta venenosa" in http("GET", f"{host.url}/jobs/queues/comer/failed")[2]
+        assert http("GET", f"{host.url}/ops")[0] == 200
+        status, _, accepted = http("GET", f"{host.url}/comer/pan")
+        wait_until(lambda: http("GET", accepted["status_url"])[2].get("state") == "done", 60, "an order after the poison")
+        refused = acl_redis.client().acl_log()
+        assert not refused, f"commands refused to the app's user: {refused}"
+    finally:
+        host.stop()
