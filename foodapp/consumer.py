@@ -192,7 +192,7 @@ class FifoConsumer(_RedisConsumer):
         """
         replicas = self.broker.replicas.required()
         with self.broker.client.pipeline(transaction=False) as pipe:
-            pipe.blpop([self.wake_key], timeout=self.timeout / 1000)
+            pipe.blpop([self.wake_key], timeout=self._idle_block(replicas))
             pipe.evalsha(*self.broker.fetch_command(self.queue_name, count))
             if replicas:
                 pipe.execute_command("WAIT", replicas, self.broker.settings.enqueue_replica_timeout_ms)
@@ -203,6 +203,14 @@ class FifoConsumer(_RedisConsumer):
         if replicas:
             fetched = self._confirmed(fetched, acknowledged[0], replicas)
         return self._hold(fetched)
+
+    def _idle_block(self, replicas):
+        """How long an idle wait blocks (s): Dramatiq's worker timeout, but short enough
+        that the block, and the WAIT pipelined behind it, end well within the connection's
+        socket timeout (else every idle wait ends in a socket timeout and a restart)."""
+        settings = self.broker.settings
+        room = settings.redis_socket_timeout * 0.75 - (settings.enqueue_replica_timeout_ms / 1000 if replicas else 0)
+        return round(max(0.05, min(self.timeout / 1000, room)), 3)
 
     def _confirmed(self, fetched, acknowledged, replicas):
         """The fetched messages, if enough replicas know that we took them; else none.

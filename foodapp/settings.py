@@ -226,6 +226,12 @@ def _check(settings):
         raise SettingsError(
             f"setting redis.url must start with redis://, rediss:// or unix://, got {settings.redis_url!r}"
         )
+    if settings.enqueue_replicas and settings.enqueue_replica_timeout_ms / 1000 >= settings.redis_socket_timeout:
+        raise SettingsError(
+            f"setting enqueue.replica_timeout_ms ({settings.enqueue_replica_timeout_ms}) must be shorter than "
+            f"redis.socket_timeout ({settings.redis_socket_timeout:g} s): a replica WAIT that outlasts the socket "
+            "timeout ends in a connection error instead of an answer"
+        )
     if settings.workers_heartbeat_timeout <= 2 * settings.workers_heartbeat_interval:
         raise SettingsError(
             "setting workers.heartbeat_timeout must be more than twice workers.heartbeat_interval, "

@@ -35,6 +35,8 @@ def test_a_password_in_the_ini_is_refused_with_the_variable_to_use():
     ({"redis.url": "http://x"}, "redis.url must start with redis://"),
     ({"dashboard.prefix": "/jobs/"}, "dashboard.prefix must start with /"),
     ({"workers.heartbeat_timeout": "1"}, "more than twice workers.heartbeat_interval"),
+    ({"enqueue.replicas": "1", "enqueue.replica_timeout_ms": "2000", "redis.socket_timeout": "2"},
+     r"enqueue.replica_timeout_ms \(2000\) must be shorter than redis.socket_timeout \(2 s\)"),
 ])
 def test_bad_values_are_named(raw, message):
     with pytest.raises(SettingsError, match=message):
