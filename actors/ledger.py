@@ -22,7 +22,7 @@ import time
 from dramatiq import get_broker
 from dramatiq.middleware import CurrentMessage
 
-from foodapp.jobs import encode
+from foodapp.jobs import encode, lua
 
 LEDGER = "foodapp:ledger"
 TOTALS = "foodapp:ledger:totals"
@@ -30,49 +30,13 @@ INDEX = "foodapp:ledger:index"
 #: Most entries one record trims (the rest wait for the next record): bounds a script's work.
 TRIM_BATCH = 100
 
-#: KEYS: ledger, totals, index. ARGV: job id, entry (JSON), totals field, retention
-#: seconds, trim batch. Returns {1, entry} when recorded now, {0, earlier entry} otherwise.
-RECORD = """
-local time = redis.call("time")
-local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
-local retention = tonumber(ARGV[4])
-local created = redis.call("hsetnx", KEYS[1], ARGV[1], ARGV[2])
-if created == 1 then
-    redis.call("hincrby", KEYS[2], ARGV[3], 1)
-    redis.call("zadd", KEYS[3], now, ARGV[1])
-end
-local old = redis.call("zrangebyscore", KEYS[3], "-inf", now - retention, "LIMIT", 0, tonumber(ARGV[5]))
-for _, job_id in ipairs(old) do
-    local stored = redis.call("hget", KEYS[1], job_id)
-    if stored then
-        local entry = cjson.decode(stored)
-        local field = tostring(entry["queue"]) .. ":" .. tostring(entry["item"])
-        if redis.call("hincrby", KEYS[2], field, -1) <= 0 then
-            redis.call("hdel", KEYS[2], field)
-        end
-        redis.call("hdel", KEYS[1], job_id)
-    end
-end
-if #old > 0 then
-    redis.call("zrem", KEYS[3], unpack(old))
-end
-for _, key in ipairs(KEYS) do
-    if redis.call("exists", key) == 1 then
-        redis.call("expire", key, retention)
-    end
-end
-if created == 1 then
-    return {1, ARGV[2]}
-end
-return {0, redis.call("hget", KEYS[1], ARGV[1])}
-"""
 
 _scripts = {}
 
 
 def _record_script(client):
     if client not in _scripts:
-        _scripts[client] = client.register_script(RECORD)
+        _scripts[client] = client.register_script(lua("ledger"))
     return _scripts[client]
 
 
