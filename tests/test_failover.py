@@ -282,7 +282,8 @@ def test_a_web_process_stays_ready_through_a_failover_it_can_ride_out(tmp_path, 
     from tests.conftest import make_app
 
     monkeypatch.setenv("FOODAPP_REDIS_SENTINELS", slow_failover.sentinel_setting)
-    app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "30", "redis.socket_timeout": "0.5"})
+    app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "30", "redis.socket_timeout": "0.5",
+                      "enqueue.replica_timeout_ms": "300"})
     app.get("/comer/pan", status=202)
     assert app.get("/readyz", status=200).json["ready"]
 
