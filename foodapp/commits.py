@@ -18,9 +18,8 @@ import logging
 import threading
 import time
 
-import redis
 
-from foodapp.durable import NotReplicated
+from foodapp.durable import NotReplicated, run_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +27,13 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=s
 
 
 class _Write:
-    __slots__ = ("kind", "keys", "args", "replicas", "timeout_ms", "then", "reply", "error", "written", "wake",
-                 "promoted")
+    __slots__ = ("kind", "keys", "args", "replicas", "timeout_ms", "then", "reply", "error", "written", "wake")
 
     def __init__(self, kind, keys, args, replicas, timeout_ms, then):
         self.kind, self.keys, self.args, self.then = kind, keys, args, then
         self.replicas, self.timeout_ms = replicas, timeout_ms
         self.reply = self.error = None
-        self.written = self.promoted = False
+        self.written = False
         self.wake = None  # a lock held until its thread may go on (a write it waits for)
 
 
@@ -94,9 +92,9 @@ class GroupCommit:
                 lead = not self._writing
                 self._writing = True
             if lead:
-                self._write_until(None)
-                return
-            time.sleep(self.linger)  # a writer is at work: let it finish
+                self._write_until(None)  # one group: more may wait (over ``most``)
+            else:
+                time.sleep(self.linger)  # a writer is at work: let it finish
 
     def _kick_flusher(self):
         if self._flusher is None:
@@ -160,7 +158,8 @@ class GroupCommit:
                 spec.append((write.kind, len(write.keys), write.args))
             replicas = max(write.replicas for write in group)
             timeout_ms = max(write.timeout_ms for write in group)
-            replies, acknowledged = self._call(keys, [_encoder.encode(spec)], replicas, timeout_ms)
+            replies, acknowledged = run_and_wait(self.client, self.script, keys, [_encoder.encode(spec)],
+                                                 replicas, timeout_ms)
         except Exception as error:
             # Every error goes to the writes' threads, never up through the writer: a
             # writer that raised would leave the writing taken and every later write waiting.
@@ -173,19 +172,3 @@ class GroupCommit:
                 write.error = NotReplicated(
                     f"{acknowledged} of {write.replicas} replica(s) acknowledged the {write.kind} of the job "
                     f"within {timeout_ms} ms", reply=reply)
-
-    def _call(self, keys, args, replicas, timeout_ms):
-        for attempt in (1, 2):
-            try:
-                if not replicas:
-                    return self.client.evalsha(self.script.sha, len(keys), *keys, *args), 0
-                with self.client.pipeline(transaction=False) as pipe:
-                    pipe.evalsha(self.script.sha, len(keys), *keys, *args)
-                    pipe.execute_command("WAIT", replicas, timeout_ms)
-                    replies, acknowledged = pipe.execute()
-                return replies, acknowledged
-            except redis.exceptions.NoScriptError:
-                # A new or restarted server (a promoted replica, say) has no scripts yet.
-                self.script.sha = self.client.script_load(self.script.script)
-                if attempt == 2:
-                    raise
