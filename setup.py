@@ -52,7 +52,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]),
     include_package_data=True,
-    package_data={"foodapp": ["lua/*.lua", "templates/*.html"]},
+    package_data={"foodapp": ["lua/*.lua", "templates/*.html", "static/ops/*"]},
     zip_safe=False,
     install_requires=requires,
     extras_require={"dev": dev_require, "testing": tests_require},

@@ -67,6 +67,9 @@ def requeue_dead(request):
 
 
 def includeme(config):
+    # The console's CSS and scripts: files, never inline (the Content-Security-Policy).
+    # Under /ops, so behind the same login; no caching across deploys (cache_max_age 0).
+    config.add_static_view("ops/static", "foodapp:static/ops", cache_max_age=0)
     config.add_route("ops", "/ops")
     config.add_route("ops_search", "/ops/jobs")
     config.add_route("ops_job", "/ops/jobs/{job_id}")
