@@ -22,7 +22,7 @@ DURATIONS_PREFIX = "foodapp:durations:"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 #: Every state a job can be in, in the order a job usually goes through them.
-STATES = ("scheduled", "queued", "running", "retrying", "done", "failed", "dead")
+STATES = ("scheduled", "queued", "running", "retrying", "done", "failed", "dead", "cancelled")
 
 _TIMESTAMPS = ("enqueued_at", "eta", "started_at", "finished_at")
 _INTEGERS = ("retries", "crashes", "worker_pid")
