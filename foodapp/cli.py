@@ -123,7 +123,26 @@ def parser():
     counts.set_defaults(run=stats)
     secret = commands.add_parser("hash-password", help="the value for FOODAPP_DASHBOARD_PASSWORD_HASH")
     secret.set_defaults(run=None)
+    _worker_commands(commands)
     return root
+
+
+# Workers: what the console's Workers page shows (foodapp/processes.py), as JSON.
+
+def list_workers(broker, args):
+    """Every worker process from its heartbeat, and this host's supervisord programs (an
+    unreachable supervisord is said in "supervisor", the processes are listed all the same)."""
+    from foodapp import processes
+    from foodapp.supervisors import Supervisor
+
+    _print(processes.overview(broker, Supervisor.from_settings(broker.settings)))
+    return RET_OK
+
+
+def _worker_commands(commands):
+    listing = commands.add_parser("workers", help="every worker process: host, pid, queues, busy, done, RSS, CPU, "
+                                                  "heartbeat; and this host's supervisord programs")
+    listing.set_defaults(run=list_workers)
 
 
 def main(argv=None):

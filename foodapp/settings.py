@@ -20,7 +20,8 @@ ENVIRONMENT = {
     "dashboard.password_hash": "FOODAPP_DASHBOARD_PASSWORD_HASH",
     "security.detail_token": "FOODAPP_DETAIL_TOKEN",
 }
-SECRETS = {"redis.password", "redis.sentinel_password", "dashboard.password_hash", "security.detail_token"}
+SECRETS = {"redis.password", "redis.sentinel_password", "dashboard.password_hash", "security.detail_token",
+           "supervisor.password"}
 
 
 class SettingsError(ValueError):
@@ -78,6 +79,14 @@ def _public_url(raw, name):
     return value
 
 
+def _default_supervisor_url():
+    # The socket of supervisor/production.conf (and development.conf) in the checkout this
+    # code runs from: <checkout>/var/run/supervisor.sock. The ini files name it themselves.
+    from pathlib import Path
+
+    return f"unix://{Path(__file__).resolve().parent.parent / 'var' / 'run' / 'supervisor.sock'}"
+
+
 def _hostports(raw, name):
     hosts = []
     for item in str(raw).split():
@@ -133,6 +142,15 @@ class Settings:
     app_public_url: str | None = None
     ledger_retention_seconds: int = 86400
     security_require_passwords: bool = False
+    # The console's Workers page: this host's supervisord (its XML-RPC interface), the
+    # credentials of its [unix_http_server]/[inet_http_server] if it has any (environment
+    # only: FOODAPP_SUPERVISOR_USERNAME, FOODAPP_SUPERVISOR_PASSWORD), and the program
+    # groups the console may stop and start, spaces between (never the web processes or
+    # Redis). The URL is checked where it is used (foodapp/supervisors.py).
+    supervisor_url: str = field(default_factory=_default_supervisor_url)
+    supervisor_username: str | None = None
+    supervisor_password: str | None = field(default=None, repr=False)
+    supervisor_groups: str = "workers batch"
 
 
 # ini name -> parser (None: a string). The field of Settings is the name with "_" for ".".
@@ -178,6 +196,10 @@ _PARSERS = {
     "app.public_url": _public_url,
     "ledger.retention_seconds": _int,
     "security.require_passwords": _bool,
+    "supervisor.url": None,
+    "supervisor.username": None,
+    "supervisor.password": None,
+    "supervisor.groups": None,
 }
 
 
