@@ -106,8 +106,16 @@ class DashboardMount:
                 return start_response(status, headers, exc_info)
 
             if environ.get("REQUEST_METHOD") == "POST":
-                return self._post(environ, token, strict_cookie)
-            return self.dashboard(environ, strict_cookie)
+                answer = self._post(environ, token, strict_cookie)
+            else:
+                answer = self.dashboard(environ, strict_cookie)
+            if answer is None:
+                # No dashboard route matched (its catch-all does not match a newline), and
+                # its app answered nothing at all: a 404, not the 500 a server makes of None.
+                return json_answer(start_response, "404 Not Found", {
+                    "error": "not_found",
+                    "message": f"the dashboard has no page {path!r}; start from {self.prefix}/"})
+            return answer
         return self.app(environ, start_response)
 
     def _post(self, environ, token, start_response):

@@ -139,3 +139,12 @@ def test_over_tls_a_post_from_the_plain_http_origin_is_refused(app, dead, redis_
     app.post("/jobs/delete-message", form, extra_environ=tls,
              headers={"Host": "localhost", "Origin": "https://localhost"}, status=302)
     assert redis_client.zcard("dramatiq:comer.XQ") == 1
+
+
+@pytest.mark.parametrize("path", ["/jobs/queues/%0A/delete-all", "/jobs/x%0Ay", "/jobs/queues/comer/%0Afailed"])
+def test_a_path_no_dashboard_route_matches_is_a_404_not_a_500(app, path):
+    # dramatiq-dashboard's catch-all route (".*") does not match a newline, and then its
+    # app returns None instead of an answer: waitress would turn that into a 500. Found by
+    # tests/security/test_fuzz_routes.py.
+    answer = app.get(path, status=404)
+    assert answer.json["error"] == "not_found" and "dashboard" in answer.json["message"]
