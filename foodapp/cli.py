@@ -4,7 +4,7 @@
     foodapp show <job_id>
     foodapp dead-letters [comer]
     foodapp requeue comer            (every dead letter of the queue goes back to it)
-    foodapp stats
+    foodapp stats [--watch [--interval 2] [--count N]]
     echo 'the password' | foodapp hash-password     (for FOODAPP_DASHBOARD_PASSWORD_HASH)
 """
 import argparse
@@ -81,12 +81,84 @@ def requeue(broker, args):
 
 
 def stats(broker, args):
+    if args.watch or args.count is not None:
+        return watch_stats(broker, args)
     client = broker.client
     queues = {queue.pop("name"): queue for queue in ops.queues(broker)}
     for field, count in client.hgetall(jobs.STATS).items():
         queue, _, outcome = field.decode().partition(":")
         queues.setdefault(queue, {})[outcome] = int(float(count))
     _print({"queues": queues, "workers": client.zcard(f"{broker.namespace}:__heartbeats__")})
+    return RET_OK
+
+
+#: What `stats --watch` shows per queue: counts now, then outcomes per second since the last print.
+_WATCH_COUNTS = ("queued", "delayed", "dead")
+_WATCH_RATES = ("done", "failed", "dead", "retried")
+
+
+def _watch_read(broker):
+    """(queues' counts by name, outcome counters by queue, workers): two round trips."""
+    client = broker.client
+    queues = {queue.pop("name"): queue for queue in ops.queues(broker)}
+    outcomes = {}
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hgetall(jobs.STATS)
+        pipe.zcard(f"{broker.namespace}:__heartbeats__")
+        counters, workers = pipe.execute()
+    for field, count in counters.items():
+        queue, _, outcome = field.decode().partition(":")
+        outcomes.setdefault(queue, {})[outcome] = int(float(count))
+    return queues, outcomes, workers
+
+
+def _watch_table(read, before, seconds):
+    """One print of `stats --watch`: the time and the workers, then a row per queue: jobs
+    queued, delayed and dead letters now; jobs done, failed, dead and retried per second
+    since the previous print ("-" on the first)."""
+    import time
+
+    queues, outcomes, workers = read
+    lines = [f"{time.strftime('%Y-%m-%d %H:%M:%S')}  workers {workers}",
+             f"{'queue':<8}" + "".join(f"{name:>9}" for name in _WATCH_COUNTS)
+             + "".join(f"{name + '/s':>11}" for name in _WATCH_RATES)]
+    for queue in sorted(queues):
+        row = f"{queue:<8}" + "".join(f"{queues[queue].get(name, 0):>9}" for name in _WATCH_COUNTS)
+        for outcome in _WATCH_RATES:
+            if before is None or seconds <= 0:
+                row += f"{'-':>11}"
+                continue
+            now, was = outcomes.get(queue, {}).get(outcome, 0), before[1].get(queue, {}).get(outcome, 0)
+            row += f"{max(now - was, 0) / seconds:>11.2f}"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def watch_stats(broker, args):
+    """Print the stats every ``--interval`` seconds until Ctrl-C (or ``--count`` prints)."""
+    import time
+
+    if args.interval < 0.5:
+        print(f"foodapp: --interval {args.interval:g} is too short: give 0.5 seconds or more", file=sys.stderr)
+        return RET_USAGE
+    if args.count is not None and args.count < 1:
+        print("foodapp: --count must be 1 or more (or left out: until Ctrl-C)", file=sys.stderr)
+        return RET_USAGE
+    before, before_at, printed = None, None, 0
+    try:
+        while args.count is None or printed < args.count:
+            if printed:
+                time.sleep(args.interval)  # the refresh interval itself, not a wait for something
+            printed += 1
+            try:
+                read, read_at = _watch_read(broker), time.monotonic()
+            except redis.RedisError as error:
+                print(f"foodapp: Redis did not answer ({error}); trying again in {args.interval:g} s", flush=True)
+                continue
+            print(_watch_table(read, before, read_at - before_at if before_at else 0), flush=True)
+            before, before_at = read, read_at
+    except KeyboardInterrupt:
+        pass
     return RET_OK
 
 
@@ -120,6 +192,9 @@ def parser():
     back.add_argument("queue", choices=["comer", "beber", "batch"])
     back.set_defaults(run=requeue)
     counts = commands.add_parser("stats", help="queue depths, dead letters and outcomes")
+    counts.add_argument("--watch", action="store_true", help="print again every --interval seconds until Ctrl-C")
+    counts.add_argument("--interval", type=float, default=2.0, help="seconds between prints (0.5 or more; default 2)")
+    counts.add_argument("--count", type=int, help="with --watch: stop after this many prints")
     counts.set_defaults(run=stats)
     secret = commands.add_parser("hash-password", help="the value for FOODAPP_DASHBOARD_PASSWORD_HASH")
     secret.set_defaults(run=None)

@@ -84,7 +84,41 @@ def human_bytes(count):
         count /= 1024
 
 
-def overview(broker):
+def described_queues(broker):
+    """Every queue with its counts, pause and latency: foodapp.queues.describe when that
+    module is there, else the counts alone (``paused`` None, ``latency_seconds`` None)."""
+    try:
+        from foodapp.queues import describe
+    except ImportError:
+        return [{**queue, "paused": None, "latency_seconds": None} for queue in queues(broker)]
+    return describe(broker)
+
+
+def _state(beat_ms, silent, interval, timeout):
+    try:
+        from foodapp.processes import state
+    except ImportError:
+        return "stopped" if not beat_ms else "dead" if silent > timeout else "late" if silent > 2 * interval else "alive"
+    return state(beat_ms, silent, interval, timeout)
+
+
+def worker_counts(broker, now=None):
+    """How many worker processes are alive, late, dead and stopped: one ZRANGE of the
+    heartbeats (the Workers page has the details)."""
+    settings = broker.settings
+    now = time.time() if now is None else now
+    counts = dict.fromkeys(("alive", "late", "dead", "stopped"), 0)
+    for _, beat_ms in broker.client.zrange(f"{broker.namespace}:__heartbeats__", 0, -1, withscores=True):
+        silent = now - beat_ms / 1000
+        counts[_state(beat_ms, silent, settings.workers_heartbeat_interval, settings.workers_heartbeat_timeout)] += 1
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def overview(broker, audit_entries=20):
+    """What the overview page and GET /ops/api/overview show, JSON-ready: whether Redis takes
+    jobs and its topology, failovers, memory, the audit log's tail, the queues and the
+    workers' counts. A fixed number of Redis commands per queue and worker."""
     settings, client = broker.settings, broker.client
     try:
         ready, reason, seen = topology(client, settings, broker.replicas.required())
@@ -94,7 +128,7 @@ def overview(broker):
                        key=lambda entry: entry["epoch"], reverse=True)
     for entry in failovers:
         entry["at"] = jobs.iso(entry["at"])
-    audit = audit_log(client, 20)
+    audit = audit_log(client, audit_entries)
     for entry in audit:
         entry["at"] = jobs.iso(entry["at"])
     try:
@@ -102,7 +136,7 @@ def overview(broker):
     except redis.RedisError as error:
         used = {"error": str(error)}
     return {
-        "queues": queues(broker), "workers": workers(broker), "minutes": per_minute(client),
-        "ready": ready, "reason": reason, "topology": seen, "failovers": failovers, "audit": audit,
-        "memory": used, "human_bytes": human_bytes,
+        "ready": ready, "reason": reason, "topology": seen, "failovers": failovers, "memory": used,
+        "audit": audit, "queues": described_queues(broker), "workers": worker_counts(broker),
+        "at": jobs.iso(time.time()),
     }

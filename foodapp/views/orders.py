@@ -4,6 +4,7 @@ import uuid
 
 from pyramid.view import view_config
 
+from foodapp import series
 from foodapp.broker import EnqueueUnavailable, IdempotencyConflict, Replay
 from foodapp.items import BadItem, check_item
 from foodapp.metrics import ENQUEUE_LATENCY
@@ -36,6 +37,9 @@ def enqueue(request, orders, answer, batch_id=None):
             request.registry.broker.enqueue_many(orders, idempotency=idempotency(request, answer, request.registry.foodapp),
                                                  batch_id=batch_id)
     except EnqueueUnavailable as unavailable:
+        # Counted for the console's chart: in Redis at once when Redis answered (a replica's
+        # acknowledgement timed out), else kept in this process until the next write.
+        series.enqueue_refused(request.registry.broker.client, redis_answered=unavailable.maybe_stored)
         if not unavailable.maybe_stored:
             raise  # nothing was stored: errors.enqueue_unavailable says so
         return outcome_unknown(request, unavailable, answer)
@@ -48,6 +52,7 @@ def enqueue(request, orders, answer, batch_id=None):
             f"the Idempotency-Key {conflict.key!r} was already used for a different request; "
             "use a new key for a new order",
         )
+    series.flush_refused(request.registry.broker.client)  # no command unless 503s wait to be counted
     return json_response(202, answer, Location=answer["status_url"])
 
 
