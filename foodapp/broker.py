@@ -28,7 +28,7 @@ from dramatiq.middleware import (
 )
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from foodapp import jobs
+from foodapp import jobs, search
 from foodapp.consumer import FifoConsumer, Holdings
 from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable, replicated
 from foodapp.heartbeat import Heartbeat
@@ -210,7 +210,8 @@ class FoodBroker(RedisBroker):
         """
         prepared = []
         for message, delay in orders:
-            redelivered = "redis_message_id" in message.options
+            # The id it was stored under before, if any (a delayed message coming due, say).
+            redelivered = message.options.get("redis_message_id") or False
             message = message.copy(options={"redis_message_id": str(uuid.uuid4())})
             if delay is not None:
                 message = message.copy(queue_name=dq_name(message.queue_name),
@@ -245,7 +246,12 @@ class FoodBroker(RedisBroker):
         return [message for message, _, _ in prepared]
 
     def _record(self, message, delay, redelivered):
-        """The keys and arguments enqueue.lua takes for one message."""
+        """The keys and arguments enqueue.lua takes for one message.
+
+        ``redelivered``: the redis message id it was stored under before (or False). A new
+        job goes into the console's search index (foodapp/search.py); a due message moves on
+        only if its job still waits for that delayed copy (enqueue.lua: never after a cancel
+        or a "run now")."""
         retries = message.options.get("retries", 0)
         if delay is not None:
             state = event_name = "retrying" if retries else "scheduled"
@@ -272,7 +278,13 @@ class FoodBroker(RedisBroker):
         queue_key = f"{self.namespace}:{message.queue_name}"
         keys = [queue_key, f"{queue_key}.msgs", jobs.status_key(message.message_id), jobs.events_key(message.message_id)]
         status = jobs.encode({name: value for name, value in fields.items() if value is not None})
-        return keys, [message.options["redis_message_id"], message.encode(), event, status]
+        item = search.item_of(message.args)
+        keys += search.index_keys(message.actor_name, item)
+        if redelivered:
+            options = {"due": redelivered} if event_name == "due" else {}
+        else:
+            options = {"index": at, "max": self.settings.ops_index_max_jobs, "item": item is not None}
+        return keys, [message.options["redis_message_id"], message.encode(), event, status, jobs.encode(options)]
 
     def _store(self, keys, args, what):
         attempts = itertools.count()

@@ -116,16 +116,17 @@ class JobStore:
                 *flatten({"state": state, **fields})]
         return [status_key(job_id), events_key(job_id)], args
 
-    def start(self, acks_key, redis_message_id, delivery, change, replicas, timeout_ms):
-        """Mark a job running if its message is still in ``acks_key`` (start.lua): 1, else -1.
+    def start(self, acks_key, redis_message_id, delivery, change, replicas, timeout_ms, messages_key=None):
+        """Mark a job running if its message is still in ``acks_key`` (start.lua): 1, else -1;
+        -2 if it was cancelled (then its message is acknowledged, from ``messages_key`` too).
 
         With ``replicas``, the start counts only once that many replicas have it (``WAIT``
         on the same connection), else NotReplicated: a master cut off from its replica must
         not start a job that the other side may run too. Grouped with other threads' writes.
         """
         keys, args = change
-        return self.commits.write("start", [acks_key, *keys], [redis_message_id, delivery, *args],
-                                  replicas, timeout_ms)
+        return self.commits.write("start", [acks_key, *keys, *([messages_key] if messages_key else [])],
+                                  [redis_message_id, delivery, *args], replicas, timeout_ms)
 
     def finish(self, acks_key, messages_key, redis_message_id, change, then=None):
         """Acknowledge a message and apply ``change`` (keys, args) to its job, atomically
@@ -142,9 +143,10 @@ class JobStore:
             raw, events = pipe.execute()
         if not raw:
             return None
-        # Leaving out bookkeeping: start.lua's delivery token, enqueue.lua's stored message ids.
+        # Leaving out bookkeeping: start.lua's delivery token, enqueue.lua's stored message ids
+        # and the id of the delayed message the job waits for.
         job = {key.decode(): value.decode() for key, value in raw.items()
-               if key != b"delivery" and not key.startswith(b"stored:")}
+               if key not in (b"delivery", b"delayed") and not key.startswith(b"stored:")}
         for name in _TIMESTAMPS:
             if name in job:
                 job[name] = iso(job[name])

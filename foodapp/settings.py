@@ -141,6 +141,9 @@ class Settings:
     security_detail_token: str | None = field(default=None, repr=False)
     app_public_url: str | None = None
     ledger_retention_seconds: int = 86400
+    # The console's search index of recent jobs (foodapp/search.py): the most job ids it keeps
+    # (besides dropping those older than jobs.status_ttl).
+    ops_index_max_jobs: int = 200000
     security_require_passwords: bool = False
     # The console's Workers page: this host's supervisord (its XML-RPC interface), the
     # credentials of its [unix_http_server]/[inet_http_server] if it has any (environment
@@ -195,6 +198,7 @@ _PARSERS = {
     "security.detail_token": None,
     "app.public_url": _public_url,
     "ledger.retention_seconds": _int,
+    "ops.index_max_jobs": _int,
     "security.require_passwords": _bool,
     "supervisor.url": None,
     "supervisor.username": None,
@@ -265,6 +269,8 @@ def _check(settings):
         raise SettingsError("setting orders.max_item_length must be at least 1")
     if settings.ledger_retention_seconds < 1:
         raise SettingsError("setting ledger.retention_seconds must be at least 1 (seconds an entry is kept)")
+    if settings.ops_index_max_jobs < 1:
+        raise SettingsError("setting ops.index_max_jobs must be at least 1 (how many recent jobs the console can search)")
 
 
 def check_startup(settings, web):

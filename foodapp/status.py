@@ -5,6 +5,9 @@ FoodBroker). This middleware, in the worker, writes ``running`` with the worker 
 the job, then ``done`` with its result, or ``dead`` / ``failed`` with the error when Dramatiq
 gives up on it. A retry is written by the re-enqueue, so it is left alone here.
 
+A job an operator cancelled while it waited is not started (start.lua answers -2 and has
+acknowledged its message): it is skipped, and nothing more is written.
+
 ``done`` is not written here but handed to the ack (``message._foodapp_done``), which writes it in
 the same Lua call: one round trip instead of two, and no moment when a job is done but
 still in the worker's ack set (where a crash would have it run again).
@@ -44,7 +47,13 @@ class JobStatus(Middleware):
         # while its message is still this worker's (start.lua).
         started = hold_on(f"starting job {message.message_id}", lambda: broker.jobs.start(
             acks_key(broker, message.queue_name), message.options["redis_message_id"], delivery, change,
-            broker.replicas.required(), broker.settings.enqueue_replica_timeout_ms))
+            broker.replicas.required(), broker.settings.enqueue_replica_timeout_ms,
+            f"{broker.namespace}:{message.queue_name}.msgs"))
+        if started == -2:
+            # Cancelled by an operator (foodapp/search.py): start.lua has acknowledged its
+            # message, so nothing is left to ack or to write; it just never runs.
+            message._foodapp_released = True
+            raise SkipMessage(f"job {message.message_id} was cancelled: it does not run")
         if started != 1:
             # Given back while this worker could not reach Redis: it may be running elsewhere.
             message._foodapp_released = True

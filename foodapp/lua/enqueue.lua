@@ -11,19 +11,35 @@
 --
 -- A batch (POST /menu) also stores its record, the list of its jobs, with the same ttl.
 --
+-- A new job also goes into the console's search index (foodapp/search.py), here, in the
+-- same call: the sorted sets of recent job ids by enqueue time (all, per actor, per item),
+-- each trimmed to the status ttl and to a most count, and expiring with the statuses.
+--
+-- A message stored in a delay queue (".DQ") writes its redis message id down in the job's
+-- status ("delayed"). When it comes due, the worker holding it moves it on to its queue
+-- (Dramatiq's handle_delayed_messages): that move ("due", with the delayed message's id)
+-- is stored only while the job is still waiting for that very message (scheduled or
+-- retrying, and "delayed" is still its id); else it is dropped, and the worker acks the
+-- delayed copy: a job cancelled, or already run by "run now", never runs again from it.
+-- A status without "delayed" (written before it existed) or one that expired lets it by.
+--
 -- KEYS: for each message: its queue list, queue messages hash, job status hash, job
---       events list; then the idempotency key, if any; then the batch key, if any.
+--       events list, the index of all jobs, its actor's index, its item's index; then the
+--       idempotency key, if any; then the batch key, if any.
 -- ARGV: status ttl (s), message count, idempotency fingerprint ("" for none),
 --       idempotency ttl (s), answer to remember, batch record ("" for none); then for each
 --       message: redis message id, message data, event (json), status fields (a json
---       object of strings: four arguments per message, however many fields it has).
+--       object of strings), options (json: "index": enqueue time to index it under,
+--       "max": the index's most count, "item": whether it has an item index, "due": the
+--       id of the delayed message it moves on): five arguments per message.
 -- Returns {"stored", n} | {"replay", answer} | {"conflict", ""}
+local PER_KEY, PER_ARG = 7, 5
 local ttl = ARGV[1]
 local count = tonumber(ARGV[2])
 local fingerprint = ARGV[3]
 
 if fingerprint ~= "" then
-    local key = KEYS[count * 4 + 1]
+    local key = KEYS[count * PER_KEY + 1]
     local existing = redis.call("get", key)
     if existing then
         local cut = string.find(existing, "\n", 1, true)
@@ -39,12 +55,38 @@ if ARGV[6] ~= "" then
     redis.call("set", KEYS[#KEYS], ARGV[6], "EX", ttl)
 end
 
+-- Whether a delayed message coming due (its id: `due`) may still move on to its queue.
+local function still_waiting_for(status, due)
+    local state = redis.call("hget", status, "state")
+    if not state then
+        return true  -- expired (a delay longer than the status ttl): nothing says no
+    end
+    if state ~= "scheduled" and state ~= "retrying" then
+        return false  -- cancelled, or already queued, running or over ("run now", a copy)
+    end
+    local delayed = redis.call("hget", status, "delayed")
+    return not delayed or delayed == due
+end
+
+local function index(key, job_id, score, max)
+    redis.call("zadd", key, score, job_id)
+    redis.call("zremrangebyscore", key, "-inf", "(" .. tostring(tonumber(score) - tonumber(ttl)))
+    redis.call("zremrangebyrank", key, 0, -(max + 1))
+    redis.call("expire", key, ttl)
+end
+
 local stored = 0
 for i = 0, count - 1 do
-    local queue, messages, status, events = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
-    local a = 7 + i * 4
+    local k = i * PER_KEY
+    local queue, messages, status, events = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+    local a = 7 + i * PER_ARG
     local rid, data, event = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-    if redis.call("hsetnx", status, "stored:" .. rid, 1) == 1 then
+    local options = cjson.decode(ARGV[a + 4])
+    local moving = true
+    if options["due"] then
+        moving = still_waiting_for(status, options["due"])
+    end
+    if moving and redis.call("hsetnx", status, "stored:" .. rid, 1) == 1 then
         redis.call("hset", messages, rid, data)
         redis.call("rpush", queue, rid)
         if string.sub(queue, -3) ~= ".DQ" then
@@ -53,13 +95,27 @@ for i = 0, count - 1 do
                 redis.call("ltrim", queue .. ".wake", -100, -1)
             end
         end
+        local record = cjson.decode(ARGV[a + 3])
         local fields = {}
-        for name, value in pairs(cjson.decode(ARGV[a + 3])) do
+        for name, value in pairs(record) do
             fields[#fields + 1] = name
             fields[#fields + 1] = value
         end
         redis.call("hset", status, unpack(fields))
+        if string.sub(queue, -3) == ".DQ" then
+            redis.call("hset", status, "delayed", rid)
+        elseif options["due"] then
+            redis.call("hdel", status, "delayed")
+        end
         redis.call("expire", status, ttl)
+        if options["index"] then
+            local job_id, score, max = record["job_id"], options["index"], tonumber(options["max"])
+            index(KEYS[k + 5], job_id, score, max)
+            index(KEYS[k + 6], job_id, score, max)
+            if options["item"] then
+                index(KEYS[k + 7], job_id, score, max)
+            end
+        end
         if redis.call("rpush", events, event) > 100 then
             redis.call("ltrim", events, -100, -1)
         end

@@ -12,12 +12,26 @@
 -- commit.lua runs this as its function `start`, with transition.lua as `transition`
 -- (jobs.composed), grouped with other threads' starts and finishes.
 --
--- KEYS: worker's ack set for the queue, job status hash, job events list
+-- A job an operator cancelled (foodapp/search.py) never starts: its message is acknowledged
+-- here, in the same step (it leaves the ack set and, given KEYS[4], the messages hash), and
+-- the worker skips it (-2). The check and the start are one step, so a cancel either comes
+-- first (the job never runs) or finds the job running (and is refused).
+--
+-- KEYS: worker's ack set for the queue, job status hash, job events list, and the queue's
+--       messages hash (optional)
 -- ARGV: redis message id, delivery token, then transition.lua's ARGV (whose fields set
 --       "delivery" to the token)
--- Returns 1 when the job may run, -1 when it is no longer this worker's.
+-- Returns 1 when the job may run, -1 when it is no longer this worker's, -2 when it was
+-- cancelled (and its message is acknowledged).
 if redis.call("sismember", KEYS[1], ARGV[1]) == 0 then
     return -1
+end
+if redis.call("hget", KEYS[2], "state") == "cancelled" then
+    redis.call("srem", KEYS[1], ARGV[1])
+    if KEYS[4] then
+        redis.call("hdel", KEYS[4], ARGV[1])
+    end
+    return -2
 end
 if redis.call("hget", KEYS[2], "delivery") == ARGV[2] then
     return 1

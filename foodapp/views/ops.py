@@ -1,8 +1,6 @@
-"""The console's overview (/ops, and its JSON: /ops/api/overview, /ops/api/series) and a
-job's page (/ops/jobs/<id>): HTML, escaped, kept live by the page's scripts (fetch, never a
-page reload) and readable without them."""
-import json
-
+"""The console's overview (/ops, and its JSON: /ops/api/overview, /ops/api/series): HTML,
+escaped, kept live by the page's scripts (fetch, never a page reload) and readable without
+them. The jobs' pages (/ops/jobs, /ops/jobs/<id>) are foodapp/views/search.py."""
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pyramid.csrf import check_csrf_origin, check_csrf_token, get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
@@ -12,9 +10,7 @@ from pyramid.view import view_config
 from foodapp import deadletters, series
 from foodapp.ops import human_bytes, overview, per_minute
 from foodapp.security import audit
-from foodapp.urls import public_url, route_path
 from foodapp.views import json_error, json_response
-from foodapp.views.jobs import is_uuid
 
 _templates = Environment(loader=PackageLoader("foodapp", "templates"), autoescape=select_autoescape(["html"]))
 
@@ -61,25 +57,6 @@ def api_series(request):
     return json_response(200, series.read(request.registry.broker.client, minutes))
 
 
-@view_config(route_name="ops_search", request_method="GET")
-def search(request):
-    job_id = request.GET.get("id", "").strip()
-    if not is_uuid(job_id):
-        return message(request, 400, "Not a job id", f"{job_id!r} is not a job id: job ids are UUIDs, as the 202 gave.")
-    return HTTPSeeOther(request.application_url + route_path(request, "ops_job", job_id=job_id))
-
-
-@view_config(route_name="ops_job", request_method="GET")
-def job_page(request):
-    job_id = request.matchdict["job_id"]
-    job = request.registry.broker.jobs.get(job_id) if is_uuid(job_id) else None
-    if job is None:
-        return message(request, 404, "No such job", f"No job {job_id}: unknown, or its status expired (kept 24 h).")
-    return render(request, "job.html", title=f"Job {job_id}", refresh=5 if job["state"] not in ("done", "dead", "failed") else None,
-                  job=job, result_json=json.dumps(job.get("result"), indent=2, ensure_ascii=False),
-                  status_url=public_url(request, "job", job_id=job_id))
-
-
 @view_config(route_name="ops_requeue", request_method="POST")
 def requeue_dead(request):
     try:
@@ -102,6 +79,5 @@ def includeme(config):
     config.add_route("ops", "/ops")
     config.add_route("ops_api_overview", "/ops/api/overview")
     config.add_route("ops_api_series", "/ops/api/series")
-    config.add_route("ops_search", "/ops/jobs")
-    config.add_route("ops_job", "/ops/jobs/{job_id}")
+    # /ops/jobs and /ops/jobs/{job_id}: foodapp/views/search.py.
     config.add_route("ops_requeue", "/ops/queues/{queue}/requeue-dead")
