@@ -12,6 +12,11 @@ lost) is given back instead of waiting for this worker to die. Each consumer che
 queue, between two of its fetches: then no fetch of its is in flight, so every message Redis
 lists for it is one it holds, one just acknowledged (the give-back script skips those: they
 have left the ack set), or an orphan.
+
+A paused queue (foodapp/queues.py) is honoured here: the fetch script takes nothing from a
+paused queue (so an idle worker blocked on its wake list takes nothing either), a busy
+consumer rereads the pause at most once a second, and messages it fetched but no worker
+thread started go back to the head of the queue, in order (Pauses, PauseGate).
 """
 import logging
 import itertools
@@ -22,12 +27,15 @@ from collections import defaultdict
 import redis
 from dramatiq.broker import MessageProxy
 from dramatiq.brokers.redis import _RedisConsumer
-from dramatiq.common import compute_backoff
+from dramatiq.common import compute_backoff, current_millis
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
+from dramatiq.middleware import Middleware, SkipMessage
 from redis.exceptions import NoScriptError
 
+from foodapp import jobs
 from foodapp.durable import hold_on, is_retryable
+from foodapp.queues import PAUSED, decode_pause
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +45,10 @@ _fetch_order = itertools.count()
 class FifoMessageProxy(MessageProxy):
     """A MessageProxy that sorts by fetch order."""
 
-    def __init__(self, message):
+    def __init__(self, message, fetched=None):
         super().__init__(message)
-        self._fetched = next(_fetch_order)
+        # A message a paused queue's gate handed back keeps its first number (Pauses).
+        self._fetched = next(_fetch_order) if fetched is None else fetched
 
     def __lt__(self, other):
         return self._fetched < getattr(other, "_fetched", float("inf"))
@@ -60,6 +69,95 @@ class Holdings:
         return self._held[queue_name]
 
 
+#: How often (s) a consumer that is not fetching rereads whether its queue is paused.
+PAUSE_READ_INTERVAL = 1.0
+
+
+class Pauses:
+    """What this worker process knows of paused queues, shared by its consumers and its
+    worker threads (PauseGate): one per broker (``pauses_of``).
+
+    ``state``: queue -> {by, at} while paused, None when not, as the consumer last read
+    it (in a fetch, or on its own at most once a second). ``handed``: ids of messages the
+    consumer handed to the worker threads that no thread has started or handed back yet.
+    ``returned``: (fetch number, Message) of messages a thread handed back because their
+    queue is paused; the consumer gives them back to Redis, at the head of the queue, once
+    no handed message is left undecided: then nothing older than them can still come back
+    after them, and the queue keeps its order.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.state = {}
+        self.gated = False
+        self.handed = defaultdict(set)
+        self.returned = defaultdict(list)
+
+    def hand(self, queue_name, message_id):
+        if self.gated:
+            with self.lock:
+                self.handed[queue_name].add(message_id)
+
+    def admit(self, message):
+        """True if ``message`` may start; else it is kept in ``returned`` (PauseGate)."""
+        queue_name = message.queue_name
+        with self.lock:
+            self.handed[queue_name].discard(message.message_id)
+            if self.state.get(queue_name) is None:
+                return True
+            self.returned[queue_name].append((message._fetched, message._message))
+            return False
+
+    def take_returned(self, queue_name):
+        with self.lock:
+            returned, self.returned[queue_name] = self.returned[queue_name], []
+            return returned
+
+    def undecided(self, queue_name):
+        with self.lock:
+            return bool(self.handed[queue_name])
+
+
+_pauses_lock = threading.Lock()
+
+
+def _handed_back_not_skipped(record):
+    """Drop Dramatiq's warning "Message ... was skipped." for a message the PauseGate handed
+    back: it is not skipped, it waits in its queue (the consumer logs what it gave back)."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return not (args and getattr(args[0], "_foodapp_paused", False))
+
+
+def pauses_of(broker):
+    """The broker's Pauses (made on first use: the web app's broker never needs one)."""
+    pauses = getattr(broker, "_foodapp_pauses", None)
+    if pauses is None:
+        with _pauses_lock:
+            pauses = getattr(broker, "_foodapp_pauses", None)
+            if pauses is None:
+                pauses = broker._foodapp_pauses = Pauses()
+    return pauses
+
+
+class PauseGate(Middleware):
+    """Stops a worker thread from starting a job whose queue was paused after its message
+    was fetched: the message goes back to its consumer (then to the head of the queue), its
+    status stays queued. Costs no Redis call: it reads what the consumer last read.
+
+    Before JobStatus, so a job it stops is never marked running. Workers only
+    (foodapp/worker.py): in-process test workers run without it and only stop fetching.
+    """
+
+    def before_worker_boot(self, broker, worker):
+        pauses_of(broker).gated = True
+        logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_handed_back_not_skipped)
+
+    def before_process_message(self, broker, message):
+        if not pauses_of(broker).admit(message):
+            message._foodapp_paused = True
+            raise SkipMessage(f"queue {message.queue_name} is paused: job {message.message_id} goes back to it")
+
+
 class FifoConsumer(_RedisConsumer):
     """Dramatiq's Redis consumer, yielding FifoMessageProxy objects, keeping Holdings."""
 
@@ -70,6 +168,11 @@ class FifoConsumer(_RedisConsumer):
         self._orphans_due = 0.0  # time.monotonic() of the next orphan check
         self._unconfirmed_logged = float("-inf")
         self._connection_lost = False
+        self._delay_queue = self.queue_name.endswith(".DQ")
+        self._pauses = pauses_of(self.broker)
+        self._pause_due = 0.0  # time.monotonic() when the pause must be read again
+        self._numbers = {}  # message id -> fetch number, of messages handed back by the gate
+        self._fetch_script = self.broker.client.register_script(jobs.lua("fetch"))
 
     @property
     def wake_key(self):
@@ -81,6 +184,12 @@ class FifoConsumer(_RedisConsumer):
 
     def ack(self, message):
         rid = message.options["redis_message_id"]
+        if getattr(message, "_foodapp_paused", False):
+            # Handed back by the PauseGate: still ours (held, in our ack set) until the
+            # consumer gives it back to the queue or, resumed, hands it out again.
+            self.queued_message_ids.discard(message.message_id)
+            self._acked.set()
+            return
         if getattr(message, "_foodapp_released", False):
             # Given back before it started here (JobStatus): nothing of ours to acknowledge.
             self._let_go(message, rid)
@@ -162,27 +271,53 @@ class FifoConsumer(_RedisConsumer):
         # with it. Let go of them, so the next consumer's orphan check gives them back.
         self._held.difference_update(message.options["redis_message_id"] for message in self.message_cache)
         self.message_cache = []
-        if self.queue_name.endswith(".DQ") and self._connection_lost:
+        if self._delay_queue and self._connection_lost:
             # Dramatiq drops its in-memory delay queue when its consumer loses the
             # connection (only then: after any other error it keeps it); what it held is
             # ours no longer, and the next consumer's orphan check returns it.
             self._held.clear()
         super().close()
 
+    def _fetch_command(self, count):
+        """EVALSHA's arguments for a fetch of ``count`` messages: Dramatiq's own for a delay
+        queue (never paused: due jobs move on to their queue, and wait there), else
+        fetch.lua, which takes nothing from a paused queue."""
+        if self._delay_queue:
+            return self.broker.fetch_command(self.queue_name, count)
+        broker, queue = self.broker, f"{self.broker.namespace}:{self.queue_name}"
+        return (self._fetch_script.sha, 5, queue, f"{queue}.msgs", acks_key(broker, self.queue_name),
+                f"{broker.namespace}:__heartbeats__", PAUSED,
+                max(0, count), current_millis(), broker.broker_id, self.queue_name)
+
+    def _load_fetch_script(self):
+        """A new master has none of our scripts: load the fetch's; the next fetch uses it."""
+        script = self.broker.scripts["dispatch"] if self._delay_queue else self._fetch_script
+        self.broker.client.script_load(script.script)
+
+    def _taken(self, reply):
+        """The messages' data in a fetch's reply; fetch.lua's reply also says whether the
+        queue is paused (its first element), which is noted (Pauses)."""
+        if self._delay_queue:
+            return reply
+        self._note_pause(decode_pause(reply[0]) if reply[0] else None)
+        return reply[1:]
+
     def _fetch(self, count):
         replicas = self.broker.replicas.required()
         if not replicas:
-            return self._hold(self.broker.do_fetch(self.queue_name, count))
+            if self._delay_queue:
+                return self._hold(self.broker.do_fetch(self.queue_name, count))
+            _, _, *keys_and_args = self._fetch_command(count)
+            return self._hold(self._taken(self._fetch_script(keys=keys_and_args[:5], args=keys_and_args[5:])))
         with self.broker.client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(*self.broker.fetch_command(self.queue_name, count))
+            pipe.evalsha(*self._fetch_command(count))
             pipe.execute_command("WAIT", replicas, self.broker.settings.enqueue_replica_timeout_ms)
             try:
                 fetched, acknowledged = pipe.execute()
             except NoScriptError:
-                # A new master: load Dramatiq's script; the next fetch uses it.
-                self.broker.client.script_load(self.broker.scripts["dispatch"].script)
+                self._load_fetch_script()
                 return []
-        return self._hold(self._confirmed(fetched, acknowledged, replicas))
+        return self._hold(self._confirmed(self._taken(fetched), acknowledged, replicas))
 
     def _wake_and_fetch(self, count):
         """Block until an enqueue wakes us (or the idle timeout), then fetch: one round trip.
@@ -193,13 +328,15 @@ class FifoConsumer(_RedisConsumer):
         replicas = self.broker.replicas.required()
         with self.broker.client.pipeline(transaction=False) as pipe:
             pipe.blpop([self.wake_key], timeout=self._idle_block(replicas))
-            pipe.evalsha(*self.broker.fetch_command(self.queue_name, count))
+            pipe.evalsha(*self._fetch_command(count))
             if replicas:
                 pipe.execute_command("WAIT", replicas, self.broker.settings.enqueue_replica_timeout_ms)
             try:
                 _, fetched, *acknowledged = pipe.execute()
             except NoScriptError:
-                return []  # a new master: the next plain fetch loads the script
+                self._load_fetch_script()
+                return []
+        fetched = self._taken(fetched)
         if replicas:
             fetched = self._confirmed(fetched, acknowledged[0], replicas)
         return self._hold(fetched)
@@ -249,14 +386,78 @@ class FifoConsumer(_RedisConsumer):
         """Room to fetch: half the prefetch or more free (at least one)."""
         return self.prefetch - self.outstanding_message_count >= max(1, self.prefetch // 2)
 
+    def _paused(self):
+        return self._pauses.state.get(self.queue_name) is not None
+
+    def _note_pause(self, pause):
+        """Note what Redis said of the queue's pause; say so once when it changes."""
+        self._pause_due = time.monotonic() + PAUSE_READ_INTERVAL
+        with self._pauses.lock:
+            before = self._pauses.state.get(self.queue_name)
+            self._pauses.state[self.queue_name] = pause
+        if pause is not None and before is None:
+            log.info("queue %s paused by %s: not taking jobs", self.queue_name, pause["by"])
+        elif pause is None and before is not None:
+            log.info("queue %s resumed", self.queue_name)
+
+    def _read_pause(self):
+        """Read the pause on its own: when this consumer has not fetched for a second (its
+        threads are busy), at most once a second; never once per job."""
+        self._note_pause(decode_pause(self.broker.client.hget(PAUSED, self.queue_name)))
+
+    def _take_back_returned(self):
+        """Messages the PauseGate handed back go before the ones not handed out yet, each
+        with its first fetch number (so, resumed, they still run first)."""
+        returned = self._pauses.take_returned(self.queue_name)
+        if returned:
+            for number, message in returned:
+                self._numbers[message.message_id] = number
+            self.message_cache = [message for _, message in returned] + self.message_cache
+            self.message_cache.sort(key=lambda message: self._numbers.get(message.message_id, float("inf")))
+
+    def _undecided(self):
+        """Whether a message handed to the worker threads may still be handed back."""
+        if not self._pauses.gated:
+            return False
+        with self._pauses.lock:
+            handed = self._pauses.handed[self.queue_name]
+            handed.intersection_update(self.queued_message_ids)  # acked or nacked some other way
+            return bool(handed)
+
+    def _wait_paused(self):
+        """The queue is paused: hand out nothing. Give back what this consumer holds but no
+        thread started, at the head of the queue and in order, once none of what it handed
+        out may still come back (else that, older, would land behind it). Then wait on the
+        wake list: the fetch behind the wait takes nothing while the queue stays paused, and
+        the next jobs once it is resumed (resume pushes wake tokens)."""
+        if self.message_cache and not self._undecided():
+            ids = [message.options["redis_message_id"] for message in self.message_cache]
+            given = _give_back(self.broker, self.queue_name, ids)
+            self._held.difference_update(ids)
+            self.message_cache = []
+            self._numbers.clear()
+            log.info("gave back %d job(s) of paused queue %s to its head, in order", given, self.queue_name)
+        self._check_orphans()
+        self.message_cache += self._wake_and_fetch(self.prefetch - self.outstanding_message_count)
+        return None
+
     def __next__(self):
         try:
             while True:
+                if not self._delay_queue:
+                    self._take_back_returned()
+                    if time.monotonic() >= self._pause_due:
+                        self._read_pause()
+                    if self._paused():
+                        return self._wait_paused()
+
                 if self.message_cache:
                     message = self.message_cache.pop(0)
                     self.misses = 0
                     self.queued_message_ids.add(message.message_id)
-                    return FifoMessageProxy(message)
+                    if not self._delay_queue:
+                        self._pauses.hand(self.queue_name, message.message_id)
+                    return FifoMessageProxy(message, self._numbers.pop(message.message_id, None))
 
                 self._check_orphans()
 
@@ -265,13 +466,16 @@ class FifoConsumer(_RedisConsumer):
                     # messages (acks or nacks) to fetch half a prefetch at once, not
                     # Dramatiq's sleep with a growing backoff, which leaves threads idle
                     # while the queue is full, nor a fetch per ack, which costs a Redis
-                    # call per job.
+                    # call per job. No longer than until the pause is due to be read again.
                     self._acked.clear()
                     if not self._room():
-                        self._acked.wait(self.timeout / 1000)
+                        wait = self.timeout / 1000
+                        if not self._delay_queue:
+                            wait = min(wait, max(0.01, self._pause_due - time.monotonic()))
+                        self._acked.wait(wait)
                     return None
 
-                if self.queue_name.endswith(".DQ"):
+                if self._delay_queue:
                     self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
                     if self.message_cache:
                         continue
@@ -281,7 +485,7 @@ class FifoConsumer(_RedisConsumer):
                     return None
 
                 self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
-                if not self.message_cache:
+                if not self.message_cache and not self._paused():
                     # The queue is empty: block until an enqueue wakes us (enqueue.lua pushes
                     # a token per job) or the idle timeout passes, instead of Dramatiq's
                     # sleep-and-poll, which makes a job wait up to a second for an idle worker.

@@ -14,9 +14,11 @@ import os
 import plaster
 
 from foodapp import broker as _broker
+from foodapp import consumer as _consumer
 from foodapp import logcontext as _logcontext
 from foodapp import parent as _parent
 from foodapp import settings as _settings
+from foodapp import status as _status
 
 INI = os.environ.get("FOODAPP_INI", "development.ini")
 
@@ -40,6 +42,9 @@ def load(ini=INI):
 broker = _broker.configure(load())
 # Only here, not in configure(): the web app's processes have no Dramatiq main to follow.
 broker.add_middleware(_parent.Parent())
+# A job of a queue paused after its message was fetched is handed back, not started: before
+# JobStatus, which would mark it running (foodapp/queues.py, consumer.PauseGate).
+broker.add_middleware(_consumer.PauseGate(), before=_status.JobStatus)
 # First of all: its "before" hook runs before, and its "after" hooks after, every other one's.
 broker.add_middleware(_logcontext.JobLogContext(), before=type(broker.middleware[0]))
 logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_ResultsAreKept())
