@@ -199,6 +199,7 @@ def parser():
     secret = commands.add_parser("hash-password", help="the value for FOODAPP_DASHBOARD_PASSWORD_HASH")
     secret.set_defaults(run=None)
     _worker_commands(commands)
+    _queue_control_commands(commands)
     return root
 
 
@@ -218,6 +219,67 @@ def _worker_commands(commands):
     listing = commands.add_parser("workers", help="every worker process: host, pid, queues, busy, done, RSS, CPU, "
                                                   "heartbeat; and this host's supervisord programs")
     listing.set_defaults(run=list_workers)
+
+
+# Queue control: pause, resume, purge (foodapp/queues.py), audited as "cli:<os user>".
+
+def _cli_user():
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"cli:uid {os.getuid()}"
+
+
+def pause_queue(broker, args):
+    from foodapp import queues
+    from foodapp.security import audit
+
+    pause = queues.pause(broker, args.queue, _cli_user())
+    audit(broker.client, _cli_user(), "pause queue", queue=args.queue)
+    _print({"queue": args.queue, "paused": pause})
+    print(f"foodapp: queue {args.queue} is paused by {pause['by']}: workers take none of its jobs within a second "
+          f"(running ones finish); orders are still accepted. `foodapp resume {args.queue}` to go on", file=sys.stderr)
+    return RET_OK
+
+
+def resume_queue(broker, args):
+    from foodapp import queues
+    from foodapp.security import audit
+
+    was = queues.resume(broker, args.queue, _cli_user())
+    audit(broker.client, _cli_user(), "resume queue", queue=args.queue, was_paused=was is not None)
+    _print({"queue": args.queue, "paused": None, "was_paused": was})
+    return RET_OK
+
+
+def purge_queue(broker, args):
+    from foodapp import queues
+    from foodapp.security import audit
+
+    if not args.yes:
+        waiting = broker.client.llen(f"{broker.namespace}:{args.queue}")
+        print(f"foodapp: purging removes every job waiting in {args.queue} ({waiting} now) and cannot be undone; "
+              f"nothing was changed. To purge, add --yes: foodapp purge {args.queue} --yes", file=sys.stderr)
+        return RET_USAGE
+    count = queues.purge(broker, args.queue)
+    audit(broker.client, _cli_user(), "purge queue", queue=args.queue, count=count)
+    _print({"queue": args.queue, "purged": count, "state": "cancelled",
+            "not_purged": "delayed jobs, dead letters, and jobs a worker had already taken"})
+    return RET_OK
+
+
+def _queue_control_commands(commands):
+    queue_names = ["comer", "beber", "batch"]
+    stop = commands.add_parser("pause", help="workers stop taking a queue's jobs (orders are still accepted)")
+    stop.add_argument("queue", choices=queue_names)
+    stop.set_defaults(run=pause_queue)
+    go = commands.add_parser("resume", help="workers take a paused queue's jobs again, oldest first")
+    go.add_argument("queue", choices=queue_names)
+    go.set_defaults(run=resume_queue)
+    purge = commands.add_parser("purge", help="remove every job waiting in a queue (they become cancelled)")
+    purge.add_argument("queue", choices=queue_names)
+    purge.add_argument("--yes", action="store_true", help="really purge (without it nothing is changed)")
+    purge.set_defaults(run=purge_queue)
 
 
 def main(argv=None):

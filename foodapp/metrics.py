@@ -3,7 +3,8 @@
 Two kinds of series (docs/production.md, "Metrics", says what to scrape):
 
 - cluster-wide, read from Redis at each scrape, the same from every web process: queue
-  depths, delayed jobs and dead letters, jobs in flight, outcomes and run times per queue
+  depths, delayed jobs and dead letters, whether each queue is paused and how long its
+  head job has waited, jobs in flight, outcomes and run times per queue
   (written by the workers' JobStatus middleware and the sweep), the Redis master, its
   replicas and the failovers seen, the live workers. Scrape one web process for them
   (summing them over web processes would count everything once per process);
@@ -15,7 +16,7 @@ Every help text says what is counted, and which of the two kinds the series is.
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from foodapp import jobs
+from foodapp import jobs, queues as _queues
 from foodapp.replicas import FAILOVERS
 
 ENQUEUE_LATENCY = Histogram(
@@ -48,9 +49,10 @@ class RedisCollector:
             pipe.info("replication")
             pipe.hlen(FAILOVERS)
             pipe.info("memory")
+            pipe.hgetall(_queues.PAUSED)
             results = pipe.execute()
         per_queue = [results[i * 4:(i + 1) * 4] for i in range(len(queues))]
-        stats, workers, replication, failovers, memory = results[len(queues) * 4:]
+        stats, workers, replication, failovers, memory, pauses = results[len(queues) * 4:]
 
         depth = GaugeMetricFamily(
             "foodapp_queue_depth",
@@ -74,6 +76,23 @@ class RedisCollector:
             dead.add_metric([queue], letters)
             runs.add_metric([queue], *self._histogram(durations))
         yield from (depth, delayed, dead, runs)
+
+        paused = GaugeMetricFamily(
+            "foodapp_queue_paused",
+            "1 while the queue is paused (from the console or `foodapp pause`): workers take none of its jobs, "
+            "orders are still accepted and wait in it; 0 otherwise. Cluster-wide.", labels=["queue"])
+        paused_names = {name.decode() for name in pauses}
+        for queue in queues:
+            paused.add_metric([queue], 1 if queue in paused_names else 0)
+        yield paused
+        latency = GaugeMetricFamily(
+            "foodapp_queue_latency_seconds",
+            "Seconds the job at the head of the queue (the next to run) has waited since it was queued (or "
+            "requeued, or came due); 0 when the queue is empty. It grows while the queue is paused or its "
+            "workers are busy or down. Cluster-wide.", labels=["queue"])
+        for queue, seconds in _queues.head_waits(broker, queues).items():
+            latency.add_metric([queue], seconds)
+        yield latency
 
         in_flight = GaugeMetricFamily(
             "foodapp_jobs_in_flight",
