@@ -93,15 +93,9 @@
     const sup = data.supervisor || {};
     document.querySelector("#programs tbody").replaceChildren(...(idle.length ? idle.map(programRow)
       : [empty(5, sup.reachable ? "Every program has a live worker." : "supervisord did not answer: see above.")]));
-    const box = document.getElementById("supervisor");
-    if (sup.reachable) {
-      box.replaceChildren(el("span", { className: "state-alive" }, "reachable"), " at ",
-        el("span", { className: "mono" }, sup.url), " on ", el("span", { className: "mono" }, data.host),
-        `: the console stops and starts its programs of the groups ${(sup.groups || []).join(", ")}. ` +
-        "Processes on other hosts are controlled from those hosts' consoles.");
-    } else {
-      box.replaceChildren(el("span", { className: "error-text" }, sup.error || "supervisord did not answer"));
-    }
+    const state = document.querySelector("#supervisor td[data-label='state']");
+    state.replaceChildren(sup.reachable ? el("span", { className: "state-alive" }, "reachable")
+      : el("span", { className: "error-text" }, sup.error || "supervisord did not answer"));
   }
 
   const live = app.poll(async function () { draw(await app.getJSON(API)); }, 3000, { immediate: true });
