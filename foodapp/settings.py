@@ -97,6 +97,29 @@ def _hostports(raw, name):
     return tuple(hosts)
 
 
+def _periodic_jobs(raw, name):
+    """periodic.jobs: one schedule a line, ``<name> = <cron> <actor> [json args]``; each line
+    is checked here (the cron expression, the arguments) and its actor once the actors are
+    declared (foodapp.periodic.check_actors)."""
+    from foodapp.periodic import BadSchedule, parse_jobs
+
+    try:
+        return parse_jobs(str(raw))
+    except BadSchedule as error:
+        raise SettingsError(f"setting {name}, {error}") from None
+
+
+def _timezone(raw, name):
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = str(raw).strip()
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"setting {name} must be a time zone name such as UTC or Europe/Madrid, got {raw!r}") from None
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the web app and the workers need to agree on."""
@@ -141,6 +164,11 @@ class Settings:
     security_detail_token: str | None = field(default=None, repr=False)
     app_public_url: str | None = None
     ledger_retention_seconds: int = 86400
+    # Periodic jobs (foodapp/periodic.py, run by foodapp-scheduler): the schedules parsed
+    # from periodic.jobs, how late a tick may still fire (s), and the cron time zone.
+    periodic_jobs: tuple = ()
+    periodic_misfire_grace_seconds: int = 60
+    periodic_timezone: str = "UTC"
     # The console's search index of recent jobs (foodapp/search.py): the most job ids it keeps
     # (besides dropping those older than jobs.status_ttl).
     ops_index_max_jobs: int = 200000
@@ -198,6 +226,9 @@ _PARSERS = {
     "security.detail_token": None,
     "app.public_url": _public_url,
     "ledger.retention_seconds": _int,
+    "periodic.jobs": _periodic_jobs,
+    "periodic.misfire_grace_seconds": _int,
+    "periodic.timezone": _timezone,
     "ops.index_max_jobs": _int,
     "security.require_passwords": _bool,
     "supervisor.url": None,
@@ -269,6 +300,8 @@ def _check(settings):
         raise SettingsError("setting orders.max_item_length must be at least 1")
     if settings.ledger_retention_seconds < 1:
         raise SettingsError("setting ledger.retention_seconds must be at least 1 (seconds an entry is kept)")
+    if settings.periodic_misfire_grace_seconds < 1:
+        raise SettingsError("setting periodic.misfire_grace_seconds must be at least 1 (how late a tick may still fire)")
     if settings.ops_index_max_jobs < 1:
         raise SettingsError("setting ops.index_max_jobs must be at least 1 (how many recent jobs the console can search)")
 

@@ -64,7 +64,8 @@ def test_the_three_ini_files_have_the_same_sections_and_keys():
 
 # One valid value per kind of setting, for the rule's test; a new kind needs a line here.
 SAMPLES = {"_int": "3", "_float": "3.5", "_bool": "true", "_hostports": "sentinel-x:26390", "_networks": "10.9.0.0/16",
-           "_public_url": "https://food.example.com"}
+           "_public_url": "https://food.example.com", "_periodic_jobs": "r = */5 * * * * report",
+           "_timezone": "Europe/Madrid"}
 STRINGS = {"redis.url": "redis://10.1.2.3:6390/4", "dashboard.prefix": "/cola"}
 # Variables foodapp's own tools set (foodapp/dev.py, foodapp/worker.py): no setting may be named like them.
 TOOL_VARIABLES = {"FOODAPP_INI", "FOODAPP_BIN", "FOODAPP_ROOT", "FOODAPP_EMBEDDED_REDIS",
