@@ -5,6 +5,7 @@ import subprocess
 import time
 
 import pytest
+import redis
 
 from foodapp import series
 from tests.conftest import drain, make_app
@@ -155,3 +156,59 @@ def test_stats_watch_refuses_a_too_short_interval(redis_server):
                            env={"FOODAPP_REDIS_URL": redis_server.url, "PATH": "/usr/bin:/bin"},
                            capture_output=True, text=True, timeout=60)
     assert short.returncode == 2 and "0.5 seconds or more" in short.stderr
+
+
+def redis_commands(client):
+    """Commands Redis has run so far (INFO commandstats), the INFO asking included."""
+    return sum(stat["calls"] for stat in client.info("commandstats").values())
+
+
+def commands_for(client, call, tries=3):
+    """The fewest commands one ``call`` cost over a few tries: the first call in a 10-second
+    slot also takes the chart sample (series.sample), the others do not."""
+    costs = []
+    for _ in range(tries):
+        before = redis_commands(client)
+        call()
+        costs.append(redis_commands(client) - before - 1)
+    return min(costs)
+
+
+def test_the_overview_and_series_cost_the_same_commands_at_100_and_100000_jobs(app, broker, redis_server):
+    from tests.test_scale import SEED
+
+    client = redis_server.client()
+    now = time.time()
+    minute = int(now // 60)
+    # Counters for the last two hours, as busy workers leave them; and samples.
+    with client.pipeline(transaction=False) as pipe:
+        for m in range(minute - 120, minute + 1):
+            pipe.hset(f"foodapp:minute:{m}", mapping={f"{q}:{o}": 1000 for q in ("comer", "beber", "batch")
+                                                      for o in ("done", "failed", "dead", "retried", "crashed")})
+        pipe.hset("foodapp:stats", mapping={"comer:done": 100_000, "comer:failed": 10})
+        pipe.execute()
+    for slot in range(int(now // 10) - 360, int(now // 10)):
+        series.sample(broker, now=slot * 10)
+
+    def costs(label, slot_time):
+        pages = {path: commands_for(client, lambda: app.get(path, status=200))
+                 for path in ("/ops", "/ops/api/overview", "/ops/api/series?minutes=60", "/ops/api/series?minutes=120")}
+        before = redis_commands(client)
+        assert series.sample(broker, now=slot_time) is True  # a slot nobody took: the full cost
+        pages["sample"] = redis_commands(client) - before - 1
+        return pages
+
+    def seed(chunk, count):
+        # In chunks of 10,000 (each a short script), with time to spare on a busy machine.
+        script = SEED.replace('"seed-" .. i', f'"c{chunk}-" .. i').replace("%08x-0000", f"%08x-{chunk:04x}")
+        redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=120).eval(script, 0, count, int(now * 1000))
+
+    seed(0, 100)
+    small = costs("100 jobs", now + 3600)
+    for chunk in range(1, 11):
+        seed(chunk, 10_000 if chunk < 10 else 9_900)
+    assert client.llen("dramatiq:comer") == 100_000
+    large = costs("100,000 jobs", now + 7200)
+    print(f"\nRedis commands per request at 100 and at 100,000 jobs: {small}")
+    assert large == small, (small, large)
+    assert client.info("commandstats").get("cmdstat_keys") is None and client.info("commandstats").get("cmdstat_scan") is None

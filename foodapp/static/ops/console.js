@@ -67,6 +67,7 @@
     const opts = options || {};
     const interval = Math.max(Number(ms) || 5000, 500);
     let timer = null, running = false, stopped = false;
+    const PAUSED = "Live updates paused while this tab is hidden.";
 
     function live(text, failed) {
       const status = document.getElementById("live");
@@ -86,7 +87,8 @@
       running = true;
       try {
         await fn();
-        live(`Live: updated ${clock(Date.now() / 1000)}, every ${interval / 1000} s while this tab is open.`, false);
+        live(document.hidden ? PAUSED
+          : `Live: updated ${clock(Date.now() / 1000)}, every ${interval / 1000} s while this tab is open.`, false);
       } catch (error) {
         live(`Live updates failed: ${error.message} (trying again every ${interval / 1000} s).`, true);
         if (opts.onError) opts.onError(error);
@@ -101,7 +103,7 @@
       if (document.hidden) {
         clearTimeout(timer);
         timer = null;
-        live("Live updates paused while this tab is hidden.", false);
+        live(PAUSED, false);
       } else {
         clearTimeout(timer);
         timer = null;
@@ -234,6 +236,13 @@
         pen = true;
       });
       if (d) chart.append(svg("path", { class: `line series-${index % 8}`, d: d.trim(), "data-series": s.name }));
+      // A point with no neighbour would be an invisible line: a dot shows it.
+      s.values.forEach(function (v, i) {
+        const alone = v !== null && v !== undefined && i < times.length &&
+          (i === 0 || s.values[i - 1] === null || s.values[i - 1] === undefined) &&
+          (i === s.values.length - 1 || s.values[i + 1] === null || s.values[i + 1] === undefined);
+        if (alone) chart.append(svg("circle", { class: `dot series-${index % 8}`, cx: x(times[i]).toFixed(1), cy: y(v).toFixed(1), r: 2.5 }));
+      });
     });
     if (!points) {
       const empty = svg("text", { class: "empty", x: left + plotW / 2, y: top + plotH / 2, "text-anchor": "middle" });
