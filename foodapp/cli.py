@@ -6,6 +6,8 @@
     foodapp requeue comer            (every dead letter of the queue goes back to it)
     foodapp stats [--watch [--interval 2] [--count N]]
     echo 'the password' | foodapp hash-password     (for FOODAPP_DASHBOARD_PASSWORD_HASH)
+    foodapp search [--item X] [--actor A] [--state S] [--queue Q] [--since ISO] [--limit N]
+    foodapp cancel <job_id>...        (scheduled, queued or retrying jobs: they never run)
 """
 import argparse
 import getpass
@@ -24,6 +26,8 @@ from foodapp.items import BadItem, check_item
 from foodapp.security import hash_password
 
 RET_OK, RET_USAGE, RET_NOT_FOUND, RET_UNAVAILABLE = 0, 2, 3, 4
+#: ``cancel``: a job was not in a state that can be cancelled (running, done...).
+RET_REFUSED = 5
 
 
 def _broker_from(ini):
@@ -198,6 +202,7 @@ def parser():
     counts.set_defaults(run=stats)
     secret = commands.add_parser("hash-password", help="the value for FOODAPP_DASHBOARD_PASSWORD_HASH")
     secret.set_defaults(run=None)
+    _job_commands(commands)
     _worker_commands(commands)
     _queue_control_commands(commands)
     return root
@@ -280,6 +285,75 @@ def _queue_control_commands(commands):
     purge.add_argument("queue", choices=queue_names)
     purge.add_argument("--yes", action="store_true", help="really purge (without it nothing is changed)")
     purge.set_defaults(run=purge_queue)
+
+
+# Jobs: search the recent ones, cancel some (foodapp/search.py), as the console does.
+
+def _operator():
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return f"cli:uid {os.getuid()}"
+
+
+def search_jobs(broker, args):
+    """One JSON line per job, newest first; a note on stderr when more may match."""
+    from foodapp import search
+
+    params = {name: getattr(args, name) for name in ("item", "actor", "state", "queue", "since", "until", "limit", "cursor")
+              if getattr(args, name) is not None}
+    try:
+        query = search.parse_query(params, broker)
+    except search.BadQuery as error:
+        print(f"foodapp: --{error.field}: {error.message}", file=sys.stderr)
+        return RET_USAGE
+    found = search.search(broker.client, query)
+    for job in found["jobs"]:
+        print(json.dumps(job, ensure_ascii=False))
+    if found["more"]:
+        print(f"foodapp: {found['note'] or 'more jobs match'} (looked at {found['scanned']}; "
+              f"the next page: --cursor {found['next_cursor']})", file=sys.stderr)
+    return RET_OK
+
+
+def cancel_jobs(broker, args):
+    """Cancel each job (one JSON line each): 0 if all were, else 3 (one unknown) or 5 (refused)."""
+    from foodapp import search
+    from foodapp.security import audit
+
+    try:
+        ids = search.check_ids(args.job_ids, "job_id")
+    except search.BadQuery as error:
+        print(f"foodapp: {error.message}", file=sys.stderr)
+        return RET_USAGE
+    outcomes, _ = search.act(broker, "cancel", ids, _operator(), bulk=len(ids) > 1)
+    for outcome in outcomes:
+        print(json.dumps(dict(outcome), ensure_ascii=False))
+        if len(ids) == 1:
+            audit(broker.client, _operator(), "cancel job", job_id=outcome["job_id"],
+                  outcome=outcome["state"] if outcome["ok"] else outcome["message"])
+    if len(ids) > 1:
+        audit(broker.client, _operator(), "bulk cancel", count=len(ids), done=sum(o["ok"] for o in outcomes),
+              job_ids=ids[:10])
+    if all(outcome["ok"] for outcome in outcomes):
+        return RET_OK
+    return RET_NOT_FOUND if any(outcome["status"] == 404 for outcome in outcomes) else RET_REFUSED
+
+
+def _job_commands(commands):
+    find = commands.add_parser("search", help="recent jobs, newest first, as JSON lines (the console's search)")
+    find.add_argument("--item")
+    find.add_argument("--actor")
+    find.add_argument("--state")
+    find.add_argument("--queue")
+    find.add_argument("--since", help="ISO 8601 (UTC without a zone) or epoch seconds")
+    find.add_argument("--until", help="ISO 8601 (UTC without a zone) or epoch seconds")
+    find.add_argument("--limit", help="at most this many (default 50, at most 500)")
+    find.add_argument("--cursor", help="go on from an earlier search's next page")
+    find.set_defaults(run=search_jobs)
+    cancel = commands.add_parser("cancel", help="cancel scheduled, queued or retrying jobs: they never run")
+    cancel.add_argument("job_ids", nargs="+", metavar="job_id")
+    cancel.set_defaults(run=cancel_jobs)
 
 
 def main(argv=None):
