@@ -92,6 +92,22 @@ def _page(operation_id, summary, parameters=(), method="get", responses=None):
                                                 "404": {**html, "description": "No such page or job"}}}}
 
 
+_JOB_SEARCH = [
+    {"name": "id", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "item", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 256}},
+    {"name": "actor", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "queue", "in": "query", "required": False, "schema": {"type": "string"}},
+    {"name": "state", "in": "query", "required": False, "schema": {"type": "string", "enum": list(STATES)}},
+    {"name": "since", "in": "query", "required": False, "description": "ISO 8601 (UTC without a zone) or epoch s",
+     "schema": {"type": "string"}},
+    {"name": "until", "in": "query", "required": False, "description": "ISO 8601 (UTC without a zone) or epoch s",
+     "schema": {"type": "string"}},
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+    {"name": "cursor", "in": "query", "required": False, "description": "next_cursor of an earlier answer",
+     "schema": {"type": "string"}},
+]
+
+
 def document(settings=None):
     """The document for an app with these settings (foodapp.settings.Settings; its defaults if None)."""
     settings = Settings() if settings is None else settings
@@ -151,13 +167,59 @@ def document(settings=None):
                                                        "content": {"text/plain": {"schema": {"type": "string"}}}},
                                                **COMMON}}},
             "/ops": _page("ops", "The operations page (HTML): queues, workers, Redis, audit log"),
-            "/ops/jobs": _page("ops_search", "Open a job's page by its id (HTML)", [
-                {"name": "id", "in": "query", "required": True, "schema": {"type": "string"}}],
-                responses={"303": {"description": "To the job's page"}, "401": _error("Log in (production)"),
-                           "400": {"description": "Not a job id", "content": {"text/html": {"schema": {"type": "string"}}}},
+            "/ops/jobs": _page("ops_search", "Search recent jobs (HTML); an id alone opens that job's page",
+                _JOB_SEARCH,
+                responses={"200": {"description": "The search and its results",
+                                   "content": {"text/html": {"schema": {"type": "string"}}}},
+                           "303": {"description": "To the job's page (an id alone)"}, "401": _error("Log in (production)"),
+                           "400": {"description": "A parameter it cannot use (the page says which)",
+                                   "content": {"text/html": {"schema": {"type": "string"}}}},
                            "404": _error("No such route")}),
-            "/ops/jobs/{job_id}": _page("ops_job", "A job's page (HTML): timeline, arguments, result", [
+            "/ops/jobs/{job_id}": _page("ops_job", "A job's page (HTML): status, timeline, logs, result, actions", [
                 {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}]),
+            "/ops/api/jobs": {"get": {
+                "operationId": "ops_api_jobs",
+                "summary": "Recent jobs, newest first, filtered; at most 5000 looked at per request (then `more` "
+                           "and `next_cursor`: narrow the time range or go on)",
+                "parameters": _JOB_SEARCH,
+                "responses": {"200": {"description": "The jobs found",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              "400": _error("A parameter it cannot use: the error names it"),
+                              "401": _error("Log in (production)"), **COMMON}}},
+            "/ops/api/jobs/bulk": {"post": {
+                "operationId": "ops_api_jobs_bulk",
+                "summary": "One action on many jobs: {\"action\", \"ids\": [...]} or {\"action\", \"query\": {...}} "
+                           "(at most 1000); CSRF token in X-CSRF-Token; audited",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["action"],
+                    "properties": {"action": {"type": "string", "enum": ["cancel", "run-now", "retry"]},
+                                   "ids": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
+                                   "query": {"type": "object"}}}}}},
+                "responses": {"200": {"description": "What was done to each job",
+                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                              "400": _error("Bad input: the error names the field"),
+                              "401": _error("Log in (production)"), "403": _error("CSRF token or origin refused"),
+                              **COMMON}}},
+            "/ops/api/jobs/{job_id}": {"get": {
+                "operationId": "ops_api_job",
+                "summary": "A job's status, timeline, the lines it logged while it ran, and the actions that apply",
+                "parameters": [{"name": "job_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": UUID}}],
+                "responses": {"200": _json("The job, with logs", "Job"), "400": _error("Not a job id (a UUID)"),
+                              "401": _error("Log in (production)"), **COMMON}}},
+            "/ops/api/jobs/{job_id}/{action}": {"post": {
+                "operationId": "ops_api_job_action",
+                "summary": "Cancel a scheduled, queued or retrying job (it never runs); run a scheduled one now "
+                           "(once); retry a dead or failed one. CSRF token in X-CSRF-Token; audited",
+                "parameters": [{"name": "job_id", "in": "path", "required": True,
+                                "schema": {"type": "string", "pattern": UUID}},
+                               {"name": "action", "in": "path", "required": True,
+                                "schema": {"type": "string", "enum": ["cancel", "run-now", "retry"]}}],
+                "responses": {"200": {"description": "Done", "content": {"application/json": {"schema": {"type": "object"}}}},
+                              "400": _error("Not a job id"), "401": _error("Log in (production)"),
+                              "403": _error("CSRF token or origin refused"),
+                              "409": _error("Not in a state this action applies to: the message says why"),
+                              **COMMON}}},
             "/ops/queues/{queue}/requeue-dead": _page(
                 "ops_requeue", "Requeue every dead letter of a queue (a form of the operations page)",
                 [{"name": "queue", "in": "path", "required": True, "schema": {"type": "string", "enum": ["comer", "beber", "batch"]}}],

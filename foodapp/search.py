@@ -26,6 +26,7 @@ of jobs is done in at most three round trips, however long (``MAX_BULK`` at most
 import hashlib
 import json
 import math
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -38,9 +39,13 @@ INDEX_PREFIX = "foodapp:index:"
 MAX_ITEM = 256
 #: Most candidates one search request checks.
 MAX_SCAN = 5000
-#: Candidates read per page when filters beyond the index must be checked.
+#: Most candidates read per page when filters beyond the index must be checked.
 PAGE = 500
 DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+#: The last second of the year 9999: later times are refused.
+LATEST = 253402300799
+#: A score as Redis writes it in a cursor.
+_SCORE = re.compile(r"-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?")
 #: Most jobs one bulk action takes.
 MAX_BULK = 1000
 ACTIONS = ("cancel", "run-now", "retry")
@@ -112,16 +117,17 @@ def parse_time(raw, field):
                                   f"given) or epoch seconds, got {text[:60]!r}") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
-    if not math.isfinite(value) or value < 0:
-        raise BadQuery(field, f"{field} must be a time after 1970, got {text[:60]!r}")
+        value = moment.timestamp()
+    if not math.isfinite(value) or not 0 <= value <= LATEST:
+        raise BadQuery(field, f"{field} must be a time between 1970 and 9999, got {text[:60]!r}")
     return value
 
 
 def parse_cursor(raw):
     score, _, seen = str(raw).partition("/")
     try:
-        if not math.isfinite(float(score)) or not seen.isdigit() or int(seen) > 10 ** 6:
+        if not _SCORE.fullmatch(score) or not math.isfinite(float(score)) or not seen.isdigit() \
+                or int(seen) > 10 ** 6:
             raise ValueError
     except ValueError:
         raise BadQuery("cursor", "cursor must be the next_cursor of an earlier answer, as it was given") from None
@@ -253,8 +259,10 @@ def search(client, query, max_scan=MAX_SCAN):
     low = "-inf" if query.since is None else repr(query.since)
     score, seen = query.cursor if query.cursor else (None, 0)
     found, scanned, exhausted = [], 0, False
+    page = min(PAGE, max(2 * query.limit, 100))  # filtered: pages grow from twice the limit to PAGE
     while len(found) < query.limit and scanned < max_scan:
-        wanted = min(PAGE if filtered else query.limit - len(found), max_scan - scanned)
+        wanted = min(page if filtered else query.limit - len(found), max_scan - scanned)
+        page = min(PAGE, page * 2)
         candidates = client.zrevrangebyscore(key, high, low, start=seen if score == high else 0, num=wanted,
                                              withscores=True, score_cast_func=_score_text)
         if not candidates:

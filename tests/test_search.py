@@ -144,7 +144,10 @@ def test_expired_jobs_in_the_index_are_skipped(app, redis_client):
     ({"queue": "cenar"}, "queue", "batch, beber, comer"),
     ({"actor": "cenar"}, "actor", "the actors are"),
     ({"since": "yesterday"}, "since", "ISO 8601"),
-    ({"until": "-5"}, "until", "after 1970"),
+    ({"until": "-5"}, "until", "between 1970 and 9999"),
+    ({"since": "1e300"}, "since", "between 1970 and 9999"),
+    ({"since": "nan"}, "since", "between 1970 and 9999"),
+    ({"cursor": "17 /1"}, "cursor", "next_cursor"),
     ({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "since", "starts before it ends"),
     ({"cursor": "abc"}, "cursor", "next_cursor"),
     ({"id": "nope"}, "id", "UUID"),
@@ -182,3 +185,48 @@ def test_search_answers_redis_down_with_503(app, redis_server):
     redis_server.stop()
     answer = app.get("/ops/api/jobs", status=503).json
     assert answer["error"] == "redis_unavailable"
+
+
+def redis_commands(client, request):
+    """How many commands Redis ran for ``request()`` (INFO commandstats; our own left out)."""
+    client.config_resetstat()
+    request()
+    stats = client.info("commandstats")
+    return sum(entry["calls"] for name, entry in stats.items()
+               # PING: redis-py's health check of a connection idle for 30 s, not the request's.
+               if not name.startswith(("cmdstat_config", "cmdstat_info", "cmdstat_ping")))
+
+
+@pytest.mark.e2e
+def test_at_100000_jobs_a_search_and_a_job_page_cost_redis_no_more_commands_than_at_1000(app, redis_client):
+    """The cost of a request is bounded by its page size and the scan bound, never by the
+    number of jobs: counted in Redis commands, not in time."""
+    job_id = app.get("/comer/pan", status=202).json["job_id"]
+    requests = {
+        "newest 50": lambda: app.get("/ops/api/jobs"),
+        "done, 100": lambda: app.get("/ops/api/jobs", params={"state": "done", "limit": "100"}),
+        "item pan": lambda: app.get("/ops/api/jobs", params={"item": "pan", "queue": "comer"}),
+        "by id": lambda: app.get("/ops/api/jobs", params={"id": job_id}),
+        "the jobs page": lambda: app.get("/ops/jobs", params={"actor": "comer"}),
+        "a job's page": lambda: app.get(f"/ops/jobs/{job_id}"),
+        "a job's JSON": lambda: app.get(f"/ops/api/jobs/{job_id}"),
+    }
+    sparse = lambda: app.get("/ops/api/jobs", params={"state": "failed"})  # noqa: E731 (matches none)
+    # An HMGET per candidate looked at, and a ZREVRANGEBYSCORE per page of them (pages grow
+    # from 100 to search.PAGE: at most 1 + MAX_SCAN / 100 of them).
+    bound = search.MAX_SCAN + 1 + search.MAX_SCAN // 100
+
+    fill(redis_client, 1000, at=time.time() - 10)
+    small = {name: redis_commands(redis_client, request) for name, request in requests.items()}
+    small_sparse = redis_commands(redis_client, sparse)
+    for n in range(99):
+        fill(redis_client, 1000, at=time.time() - 20 - n)
+    assert redis_client.zcard(search.INDEX) == 100_001
+    large = {name: redis_commands(redis_client, request) for name, request in requests.items()}
+    large_sparse = redis_commands(redis_client, sparse)
+
+    assert large == small, (small, large)
+    assert max(large.values()) <= 2 * 100 + 1  # a first page of twice the limit, and its ZREVRANGEBYSCORE
+    assert small_sparse <= bound and large_sparse <= bound, (small_sparse, large_sparse, bound)
+    answer = sparse().json
+    assert answer["scanned"] == search.MAX_SCAN and answer["more"] and answer["note"]
