@@ -470,6 +470,11 @@ class Scheduler:
         self.started_at = time.time()
         self.stopping = threading.Event()
         grace = settings.periodic_misfire_grace_seconds
+        # APScheduler's executor logs two INFO lines per run (the heartbeat's every 5 s
+        # included); "fired tick" lines say what matters. Unless the ini sets its level.
+        executors_log = logging.getLogger("apscheduler.executors")
+        if executors_log.level == logging.NOTSET:
+            executors_log.setLevel(logging.WARNING)
         self.scheduler = BackgroundScheduler(
             timezone=self.tz,
             executors={"default": ThreadPoolExecutor(max_workers=max(4, 2 * len(self.schedules) + 1))},

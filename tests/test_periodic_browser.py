@@ -44,7 +44,10 @@ def test_the_periodic_page_updates_live_and_runs_a_job_now(site, page, redis_ser
     assert row.locator("td.cron").inner_text() == "*/2 * * * * *"
     assert row.locator("td.actor").inner_text().startswith("comer")
     assert row.locator("td.fired-by").inner_text() == scheduler.identity()
-    assert "in " in row.locator("td.next-run").inner_text()  # "(in 1 s)": shown in the browser's time
+    # Times in the browser's time zone, the instant in the datetime attribute: the next run after the last.
+    next_run = float(row.locator("td.next-run time").get_attribute("data-epoch"))
+    assert next_run > float(row.locator("td.last-run time").get_attribute("data-epoch"))
+    assert row.locator("td.next-run time").get_attribute("datetime").endswith("Z")
     first_job = row.locator("td.job a").inner_text()
     assert page.locator(f"#schedulers tr[data-scheduler='{scheduler.identity()}'] .badge").text_content() == "alive"
     assert page.locator("tr[data-schedule='nightly_report'] td.last-run").inner_text() == "never"
