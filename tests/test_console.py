@@ -52,13 +52,18 @@ def test_the_series_show_the_jobs_run_the_queues_and_the_workers(app, broker, wo
     worker.pause()
     for item in ("pan", "queso", "vino"):
         app.get(f"/comer/{item}", status=202)
-    app.get("/ops/api/overview", status=200)  # takes this slot's sample: 3 waiting in comer
-    data = app.get("/ops/api/series", params={"minutes": "5"}).json
-    samples = data["samples"]
-    taken = [i for i, workers in enumerate(samples["workers"]) if workers is not None]
-    assert taken, samples
+
+    def sampled():
+        # Whoever takes the next 10-second slot's sample (the overview's call, or the worker's
+        # heartbeat thread) sees the three orders waiting.
+        app.get("/ops/api/overview", status=200)
+        samples = app.get("/ops/api/series", params={"minutes": "5"}).json["samples"]
+        taken = [i for i, workers in enumerate(samples["workers"]) if workers is not None]
+        return taken and samples["depth"]["comer"][taken[-1]] == 3 and (samples, taken)
+
+    samples, taken = wait_until(sampled, 30, "a sample with the three orders waiting", interval=0.5)
     assert samples["workers"][taken[-1]] == 1
-    assert samples["depth"]["comer"][taken[-1]] == 3 and samples["depth"]["beber"][taken[-1]] == 0
+    assert samples["depth"]["beber"][taken[-1]] == 0
     assert samples["latency"]["comer"][taken[-1]] is not None
     worker.resume()
     drain(broker, worker)
