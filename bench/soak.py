@@ -45,8 +45,13 @@ At the end, once every accepted job is finished (bounded wait), it checks, on th
   status counts (the worker-kill bound). Timelines are read from the last master, plus what
   a cut-off master ran (its ledger entries written during the partition) before it healed;
 - the status API agrees for a sample of jobs and menus;
-- RSS of the never-killed processes, after warm-up and at the end: printed; only gross
-  growth (more than 50 % and more than 30 MB) fails ``make soak``.
+- memory of the never-killed processes (web_0, web_1, workers_00's worker process): flat,
+  judged on the second half of the load, once warm-up and the first faults have passed:
+  their RSS may grow by at most ``flat_mb`` (2 MB) over it. A leak grows with the jobs, so
+  about as much in each half (2 MB over the second half of a 30-minute soak is under 100
+  bytes per job); a heap warming up or fragmenting grows early and then levels off. RSS
+  from warm-up to the end and the private (anonymous) share of it are printed beside it;
+  gross growth (more than 50 % and more than 30 MB) fails too.
 
 It prints a summary and exits non-zero when a guarantee failed. tests/test_soak.py runs a
 short one through the same functions (``soak(...)``).
@@ -125,6 +130,7 @@ class Config:
     rss_sample_every: float = 2.0
     rss_max_percent: float = 50
     rss_max_mb: float = 30
+    flat_mb: float = 2.0        # RSS growth allowed over the second half of the load
 
     def __post_init__(self):
         if self.seed is None:
@@ -159,9 +165,13 @@ def _proc_table():
 
 
 def rss_kb(pid):
+    """(RSS, its anonymous part) in kB: what the process holds, and what is its own (heap,
+    stacks) rather than pages of files it mapped (the interpreter, libraries); or None."""
     try:
         with open(f"/proc/{pid}/status") as f:
-            return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+            status = f.read()
+        return (int(re.search(r"VmRSS:\s+(\d+)", status).group(1)),
+                int(re.search(r"RssAnon:\s+(\d+)", status).group(1)))
     except (OSError, AttributeError):
         return None
 
@@ -195,7 +205,7 @@ class RssMonitor:
 
     def __init__(self, host, every):
         self.host, self.every = host, every
-        self.samples = defaultdict(list)   # (program, role, pid) -> [(monotonic, kB)]
+        self.samples = defaultdict(list)   # (program, role, pid) -> [(monotonic, RSS kB, anonymous kB)]
         self.last = set()                  # the processes seen in the latest sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-rss", daemon=True)
@@ -210,7 +220,7 @@ class RssMonitor:
         for program, role, pid in host_processes(self.host):
             kb = rss_kb(pid)
             if kb:
-                self.samples[(program, role, pid)].append((now, kb))
+                self.samples[(program, role, pid)].append((now, *kb))
                 seen.add((program, role, pid))
         self.last = seen
 
@@ -227,22 +237,59 @@ class RssMonitor:
         self._thread.join(30)
         self.sample()
 
-    def growth(self, baseline_after):
-        """[(program, role, pid, baseline MB, end MB, max MB, protected, original)] for each web and
-        worker process alive at the end and sampled after ``baseline_after``; the baseline is
-        its first sample from then on (a worker restarted later is compared with its own
-        first sample). Dramatiq's main processes (a few MB, no jobs) are left out."""
+    def growth(self, baseline_after, load_ended):
+        """A Growth for each web and worker process alive at the end and sampled after
+        ``baseline_after``; the baseline is its first sample from then on (a worker restarted
+        later is compared with its own first sample), and the second half is judged from the
+        sample nearest the middle of [baseline_after, load_ended] to the last one before
+        load_ended. Dramatiq's main processes (a few MB, no jobs) are left out."""
+        middle = (baseline_after + load_ended) / 2
         rows = []
         for (program, role, pid), samples in sorted(self.samples.items()):
             if role == "main" or (program, role, pid) not in self.last:
                 continue
-            after = [kb for t, kb in samples if t >= baseline_after]
+            after = [sample for sample in samples if sample[0] >= baseline_after]
             if len(after) < 2:
                 continue
+            loaded = [sample for sample in after if sample[0] <= load_ended] or after
+            half = min(loaded, key=lambda sample: abs(sample[0] - middle))
             original = samples[0][0] < baseline_after   # else started after a kill
-            rows.append((program, role, pid, after[0] / 1024, after[-1] / 1024, max(after) / 1024,
-                         program in PROTECTED and original, original))
+            rows.append(Growth(program, role, pid, base=after[0][1] / 1024, end=after[-1][1] / 1024,
+                               top=max(sample[1] for sample in after) / 1024,
+                               second_half=(loaded[-1][1] - half[1]) / 1024,
+                               anon_base=after[0][2] / 1024, anon_end=after[-1][2] / 1024,
+                               protected=program in PROTECTED and original, original=original))
         return rows
+
+
+def memory_failures(rows, config):
+    """What is wrong with the never-killed processes' memory: not flat over the second half
+    of the load, or grossly grown since warm-up."""
+    return [
+        f"{row.program} {row.role} pid {row.pid}: {row.base:.1f} -> {row.end:.1f} MB"
+        for row in rows if row.protected and row.end - row.base > config.rss_max_mb
+        and (row.end - row.base) / row.base * 100 > config.rss_max_percent
+    ] + [
+        f"{row.program} {row.role} pid {row.pid}: not flat, {row.second_half:+.1f} MB over the second half of the load "
+        f"(at most {config.flat_mb:g} MB)"
+        for row in rows if row.protected and row.second_half > config.flat_mb
+    ]
+
+
+@dataclass
+class Growth:
+    """One process's memory over the soak, in MB."""
+    program: str
+    role: str
+    pid: int
+    base: float          # RSS after warm-up
+    end: float           # RSS at the end (after the drain)
+    top: float
+    second_half: float   # RSS growth over the second half of the load: the flatness judged
+    anon_base: float     # the anonymous (private) part of RSS, after warm-up and at the end
+    anon_end: float
+    protected: bool      # never killed, so judged
+    original: bool       # running since before the baseline
 
 
 def kill_a_worker(host, rng):
@@ -839,8 +886,8 @@ def check(client, urls, accepted, states, faults, rng, load_began=0.0):
 class Result:
     config: Config
     failures: list           # guarantees that did not hold
-    rss_failures: list       # gross RSS growth of a never-killed process
-    rss: list                # rows of RssMonitor.growth
+    rss_failures: list       # a never-killed process whose memory was not flat, or grew grossly
+    rss: list                # Growth rows (RssMonitor.growth)
     accepted: Accepted
     faults: Faults
     kinds: tuple             # the fault kinds that ran
@@ -984,15 +1031,11 @@ def soak(config, workdir, log=print):
             figures["redis used_memory MB"] = round(client.info("memory")["used_memory"] / 2**20, 1)
         except Exception:  # a figure, not a check
             pass
-        rss = monitor.growth(load_began + config.warmup)
-        rss_failures = [
-            f"{program} {role} pid {pid}: {base:.1f} -> {end:.1f} MB"
-            for program, role, pid, base, end, _, protected, _ in rss
-            if protected and end - base > config.rss_max_mb and (end - base) / base * 100 > config.rss_max_percent
-        ]
+        rss = monitor.growth(load_began + config.warmup, load_began + load_seconds)
+        rss_failures = memory_failures(rss, config)
         # A never-killed process the sampler did not find would make the memory check one
         # that cannot fail (it happened when the web processes' command line changed).
-        measured = {program for program, _, _, _, _, _, protected, _ in rss if protected}
+        measured = {row.program for row in rss if row.protected}
         rss_failures += [f"{program}: no RSS measured (not found among the host's processes)"
                          for program in PROTECTED if program not in measured]
         return Result(config, failures, rss_failures, rss, accepted, faults, kinds, skipped, cluster.placement,
@@ -1051,13 +1094,15 @@ def summary(result):
         f"    re-runs no fault explains: {len(f.get('unexplained') or [])} {(f.get('unexplained') or [])[:5]}; "
         f"beyond once per crash (no Redis fault): {len(f.get('beyond_crashes') or [])} "
         f"{(f.get('beyond_crashes') or [])[:5]}",
-        "  RSS (MB) after warm-up -> end (max), growth:",
+        "  memory (MB): RSS after warm-up -> end (max), growth; over the second half of the load (judged); "
+        "anonymous part of RSS (heap, stacks) after warm-up -> end:",
     ]
-    for program, role, pid, base, end, top, protected, original in result.rss:
-        growth = end - base
-        note = "  (never killed: checked)" if protected else "" if original else "  (restarted after a kill)"
-        lines.append(f"    {program:22} {role:6} pid {pid:<7} {base:7.1f} -> {end:7.1f} (max {top:6.1f})  "
-                     f"{growth:+6.1f} MB {growth / base * 100:+6.1f} %{note}")
+    for row in result.rss:
+        growth = row.end - row.base
+        note = "  (never killed: checked)" if row.protected else "" if row.original else "  (restarted after a kill)"
+        lines.append(f"    {row.program:22} {row.role:6} pid {row.pid:<7} {row.base:7.1f} -> {row.end:7.1f} "
+                     f"(max {row.top:6.1f})  {growth:+6.1f} MB {growth / row.base * 100:+6.1f} %; second half "
+                     f"{row.second_half:+5.1f} MB; anonymous {row.anon_base:6.1f} -> {row.anon_end:6.1f}{note}")
     if result.failures:
         lines.append("FAILED guarantees:")
         lines += [f"  - {failure}" for failure in result.failures]
@@ -1065,7 +1110,8 @@ def summary(result):
         lines.append("guarantees held: 0 lost (one ledger entry per accepted order, none other); no job stuck; "
                      "re-runs only of jobs in flight at a fault, and at most once per crash where only workers died")
     if result.rss_failures:
-        lines.append(f"RSS grew grossly (> {c.rss_max_percent:g} % and > {c.rss_max_mb:g} MB):")
+        lines.append(f"memory not flat (second half > {c.flat_mb:g} MB) or grew grossly "
+                     f"(> {c.rss_max_percent:g} % and > {c.rss_max_mb:g} MB):")
         lines += [f"  - {failure}" for failure in result.rss_failures]
     return "\n".join(lines)
 
