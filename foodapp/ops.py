@@ -5,7 +5,8 @@ import time
 
 import redis
 
-from foodapp import jobs
+from foodapp import jobs, processes
+from foodapp import queues as queues_
 from foodapp.replicas import FAILOVERS
 from foodapp.security import audit_log
 from foodapp.topology import topology
@@ -25,28 +26,9 @@ def queues(broker):
 
 
 def workers(broker):
-    """Every worker with a heartbeat record: alive, late, or dead (and what it holds)."""
-    ns, client, timeout = broker.namespace, broker.client, broker.settings.workers_heartbeat_timeout
-    beats = client.zrange(f"{ns}:__heartbeats__", 0, -1, withscores=True)
-    names = sorted(broker.queues | broker.delay_queues)
-    with client.pipeline(transaction=False) as pipe:
-        for worker_id, _ in beats:
-            pipe.hgetall(f"{jobs.WORKER_PREFIX}{worker_id.decode()}")
-            for queue in names:
-                pipe.scard(f"{ns}:__acks__.{worker_id.decode()}.{queue}")
-        replies = pipe.execute()
-    now, found, step = time.time(), [], 1 + len(names)
-    for i, (worker_id, beat_ms) in enumerate(beats):
-        info = {k.decode(): v.decode() for k, v in replies[i * step].items()}
-        held = dict(zip(names, replies[i * step + 1:(i + 1) * step]))
-        silent = now - beat_ms / 1000
-        found.append({
-            "id": worker_id.decode(), "name": info.get("name", worker_id.decode()[:8]), "queues": info.get("queues", ""),
-            "last_heartbeat": jobs.iso(beat_ms / 1000) if beat_ms else None, "silent_seconds": round(silent, 1),
-            "state": "stopped" if not beat_ms else ("dead" if silent > timeout else "alive"),
-            "in_flight": {queue: count for queue, count in held.items() if count},
-        })
-    return found
+    """Every worker with a heartbeat record: alive, late, dead or stopped, and what it holds
+    (foodapp/processes.py, which the Workers page shows in full)."""
+    return processes.describe(broker)
 
 
 def per_minute(client, minutes=10):
@@ -85,21 +67,8 @@ def human_bytes(count):
 
 
 def described_queues(broker):
-    """Every queue with its counts, pause and latency: foodapp.queues.describe when that
-    module is there, else the counts alone (``paused`` None, ``latency_seconds`` None)."""
-    try:
-        from foodapp.queues import describe
-    except ImportError:
-        return [{**queue, "paused": None, "latency_seconds": None} for queue in queues(broker)]
-    return describe(broker)
-
-
-def _state(beat_ms, silent, interval, timeout):
-    try:
-        from foodapp.processes import state
-    except ImportError:
-        return "stopped" if not beat_ms else "dead" if silent > timeout else "late" if silent > 2 * interval else "alive"
-    return state(beat_ms, silent, interval, timeout)
+    """Every queue with its counts, pause and latency (foodapp/queues.py)."""
+    return queues_.describe(broker)
 
 
 def worker_counts(broker, now=None):
@@ -110,7 +79,8 @@ def worker_counts(broker, now=None):
     counts = dict.fromkeys(("alive", "late", "dead", "stopped"), 0)
     for _, beat_ms in broker.client.zrange(f"{broker.namespace}:__heartbeats__", 0, -1, withscores=True):
         silent = now - beat_ms / 1000
-        counts[_state(beat_ms, silent, settings.workers_heartbeat_interval, settings.workers_heartbeat_timeout)] += 1
+        counts[processes.state(beat_ms, silent, settings.workers_heartbeat_interval,
+                               settings.workers_heartbeat_timeout)] += 1
     counts["total"] = sum(counts.values())
     return counts
 

@@ -28,6 +28,7 @@ import weakref
 import redis
 
 from foodapp import jobs
+from foodapp.queues import describe as describe_queues
 
 SERIES_PREFIX = "foodapp:series:"
 SLOT_SECONDS = 10
@@ -48,16 +49,6 @@ _pending_lock = threading.Lock()
 
 def series_key(minute):
     return f"{SERIES_PREFIX}{minute}"
-
-
-def _describe_queues(broker):
-    """[{name, queued, latency_seconds, ...}]: foodapp.queues.describe, or the operations
-    page's counts (no latency) where that module is not there."""
-    try:
-        from foodapp.queues import describe
-    except ImportError:
-        from foodapp.ops import queues as describe
-    return describe(broker)
 
 
 def sample(broker, now=None):
@@ -81,7 +72,7 @@ def sample(broker, now=None):
     try:
         if not client.hsetnx(key, f"{field}:claim", 1):
             return False
-        queues = _describe_queues(broker)
+        queues = describe_queues(broker)
         timeout_ms = broker.settings.workers_heartbeat_timeout * 1000
         workers = client.zcount(f"{broker.namespace}:__heartbeats__", now * 1000 - timeout_ms, "+inf")
         value = {"w": workers,
