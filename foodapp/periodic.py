@@ -539,6 +539,8 @@ class Scheduler:
         except Exception:
             self._count("failed")
             log.exception("periodic %s: tick %s failed", name, tick.isoformat())
+        # The console's counts of this scheduler, fresh after each tick (not only every 5 s).
+        self.beat()
 
     def _count(self, what):
         with self.lock:
