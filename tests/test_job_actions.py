@@ -367,3 +367,44 @@ def test_job_log_lines_are_dropped_and_counted_never_raised_when_redis_is_down(a
     finally:
         logger.removeHandler(handler)
     assert handler.dropped == 1
+
+
+def test_a_due_copy_moves_on_only_while_its_job_waits_for_it(app, broker, counted, redis_client):
+    """What the worker holding a delayed copy does when it comes due (its enqueue, with the
+    delayed message's id), after each action: enqueue.lua decides."""
+    from dramatiq.common import q_name
+
+    def due(message):
+        """The worker's move of a due message: a copy without its eta, same redis message id."""
+        moved = message.copy(queue_name=q_name(message.queue_name))
+        moved.options.pop("eta", None)
+        broker.enqueue(moved)
+
+    # Run now, then the held copy comes due: dropped.
+    later = broker.enqueue(counted.message("luego"), delay=60_000)
+    post(app, f"/ops/api/jobs/{later.message_id}/run-now")
+    due(later)
+    assert redis_client.llen("dramatiq:comer") == 1 and state(redis_client, later) == "queued"
+    assert events(app, later) == ["scheduled", "run now"]
+
+    # Cancelled while scheduled: dropped.
+    cancelled = broker.enqueue(counted.message("nunca"), delay=60_000)
+    post(app, f"/ops/api/jobs/{cancelled.message_id}/cancel")
+    due(cancelled)
+    assert redis_client.llen("dramatiq:comer") == 1 and state(redis_client, cancelled) == "cancelled"
+
+    # Untouched: it moves on, once; the same move again (a redelivered copy) is dropped.
+    plain = broker.enqueue(counted.message("a su hora"), delay=60_000)
+    due(plain)
+    due(plain)
+    assert redis_client.llen("dramatiq:comer") == 2 and state(redis_client, plain) == "queued"
+    assert events(app, plain) == ["scheduled", "due"]
+
+    # A queued message with an eta (requeued from the dead letters) moves on, unless cancelled.
+    requeued = counted.send("otra vez")
+    stored = requeued.copy(options={"eta": requeued.message_timestamp})
+    due(stored)
+    assert state(redis_client, requeued) == "queued" and redis_client.llen("dramatiq:comer") == 4
+    post(app, f"/ops/api/jobs/{requeued.message_id}/cancel")
+    due(stored)
+    assert state(redis_client, requeued) == "cancelled" and redis_client.llen("dramatiq:comer") == 4

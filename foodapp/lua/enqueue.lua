@@ -16,12 +16,14 @@
 -- each trimmed to the status ttl and to a most count, and expiring with the statuses.
 --
 -- A message stored in a delay queue (".DQ") writes its redis message id down in the job's
--- status ("delayed"). When it comes due, the worker holding it moves it on to its queue
--- (Dramatiq's handle_delayed_messages): that move ("due", with the delayed message's id)
--- is stored only while the job is still waiting for that very message (scheduled or
--- retrying, and "delayed" is still its id); else it is dropped, and the worker acks the
--- delayed copy: a job cancelled, or already run by "run now", never runs again from it.
--- A status without "delayed" (written before it existed) or one that expired lets it by.
+-- status ("delayed", and "stored:<id>" = "d"). When it comes due, the worker holding it
+-- moves it on to its queue (Dramatiq's handle_delayed_messages): that move ("due", with
+-- the delayed message's id) is stored only while the job is still waiting for that very
+-- message (scheduled or retrying, and "delayed" is still its id); else it is dropped, and
+-- the worker acks the delayed copy: a job cancelled, or already run by "run now", never
+-- runs again from it. A due move of any other message (one requeued from the dead letters
+-- keeps an eta, so the worker delays it too; one stored before "d" existed) is stored
+-- unless the job was cancelled; so is any due move once the status expired.
 --
 -- KEYS: for each message: its queue list, queue messages hash, job status hash, job
 --       events list, the index of all jobs, its actor's index, its item's index; then the
@@ -60,6 +62,12 @@ local function still_waiting_for(status, due)
     local state = redis.call("hget", status, "state")
     if not state then
         return true  -- expired (a delay longer than the status ttl): nothing says no
+    end
+    if state == "cancelled" then
+        return false
+    end
+    if redis.call("hget", status, "stored:" .. due) ~= "d" then
+        return true  -- not a delay queue's message: no "run now" can have moved it
     end
     if state ~= "scheduled" and state ~= "retrying" then
         return false  -- cancelled, or already queued, running or over ("run now", a copy)
@@ -103,7 +111,7 @@ for i = 0, count - 1 do
         end
         redis.call("hset", status, unpack(fields))
         if string.sub(queue, -3) == ".DQ" then
-            redis.call("hset", status, "delayed", rid)
+            redis.call("hset", status, "delayed", rid, "stored:" .. rid, "d")
         elseif options["due"] then
             redis.call("hdel", status, "delayed")
         end
