@@ -62,6 +62,18 @@ def _check_origin(request):
         raise BadCSRFOrigin(origin)
 
 
+def _refused_post(request):
+    """The origin and CSRF checks of a POST (403 through errors.py when they fail); a 400
+    answer when its body does not even parse as a form (multipart with no boundary, say)."""
+    _check_origin(request)
+    try:
+        check_csrf_token(request)
+    except ValueError:
+        return json_error(400, "bad_body", "the body did not parse: send JSON (Content-Type: application/json) "
+                                           "or the page's form as it is")
+    return None
+
+
 def _is_form(request):
     return request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -178,8 +190,9 @@ def _answer(request, outcome, back):
 
 @view_config(route_name="ops_api_job_action", request_method="POST")
 def api_action(request):
-    _check_origin(request)
-    check_csrf_token(request)
+    refused = _refused_post(request)
+    if refused:
+        return refused
     job_id, action = request.matchdict["job_id"], request.matchdict["action"]
     if not search.is_uuid(job_id):
         return json_error(400, "bad_job_id", f"{job_id[:60]!r} is not a job id; job ids are UUIDs, as the 202 gave")
@@ -222,8 +235,9 @@ def _bulk_request(request):
 
 @view_config(route_name="ops_api_jobs_bulk", request_method="POST")
 def api_bulk(request):
-    _check_origin(request)
-    check_csrf_token(request)
+    refused = _refused_post(request)
+    if refused:
+        return refused
     broker = request.registry.broker
     back = None
     try:
