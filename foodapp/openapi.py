@@ -92,6 +92,25 @@ def _page(operation_id, summary, parameters=(), method="get", responses=None):
                                                 "404": {**html, "description": "No such page or job"}}}}
 
 
+def _console_json(operation_id, summary, method="get", parameters=(), body=None, responses=None):
+    """An operation of the console's JSON API (under /ops, behind the production login;
+    a POST needs the page's CSRF token in X-CSRF-Token and the same origin, and is audited)."""
+    answer = {"description": "The answer", "content": {"application/json": {"schema": {"type": "object"}}}}
+    operation = {"operationId": operation_id, "summary": summary, "parameters": list(parameters),
+                 "responses": {"200": answer, "401": _error("Log in (production)"), **(responses or {}), **COMMON}}
+    if method == "post":
+        operation["responses"].update({"400": _error("Bad input: the error names it"),
+                                       "403": _error("CSRF token or origin refused")})
+    if body:
+        operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body}}}
+    return {method: operation}
+
+
+def _path(name, description, **schema):
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", **schema}}
+
+
 _JOB_SEARCH = [
     {"name": "id", "in": "query", "required": False, "schema": {"type": "string"}},
     {"name": "item", "in": "query", "required": False, "schema": {"type": "string", "maxLength": 256}},
@@ -229,6 +248,48 @@ def document(settings=None):
                            "401": _error("Log in (production)"),
                            "403": _error("The form's CSRF token is missing or wrong"),
                            "404": _error("No such queue")}),
+            "/ops/api/overview": _console_json(
+                "ops_api_overview", "What the overview page shows: Redis ready and its topology, failovers, "
+                "memory, the audit log's tail, every queue (counts, pause, latency) and the workers' counts"),
+            "/ops/api/series": _console_json(
+                "ops_api_series", "The charts' data: jobs per second (processed, failed, retried) and enqueue 503s "
+                "per minute; workers, depth and latency per queue per 10-second slot",
+                parameters=[{"name": "minutes", "in": "query", "required": False,
+                             "schema": {"type": "integer", "minimum": 1, "maximum": 120}}],
+                responses={"400": _error("minutes is not a whole number from 1 to 120")}),
+            "/ops/api/queues": _console_json(
+                "ops_api_queues", "Every queue: queued, delayed, dead letters, paused (by whom, when), and how long "
+                "the job at its head has waited"),
+            "/ops/api/queues/{queue}/{action}": _console_json(
+                "ops_api_queue_action", "Pause a queue (orders are still taken; workers take none of its jobs "
+                "within a second), resume it, or purge its waiting jobs (they become cancelled; body "
+                "{\"confirm\": \"<queue>\"}; delayed and dead ones stay)", method="post",
+                parameters=[_path("queue", "comer, beber or batch"),
+                            _path("action", "what to do", enum=["pause", "resume", "purge"])],
+                body={"type": "object", "properties": {"confirm": {"type": "string"}}}),
+            "/ops/workers": _page("ops_workers", "The Workers page (HTML): every worker process, and this host's "
+                                  "supervisord programs with stop, start and restart"),
+            "/ops/api/workers": _console_json(
+                "ops_api_workers", "Every worker process (host, pid, queues, threads busy, jobs done, RSS, CPU, "
+                "uptime, last heartbeat) and this host's supervisord programs"),
+            "/ops/api/workers/{program}/{action}": _console_json(
+                "ops_api_worker_action", "Stop, start or restart a worker program through this host's supervisord",
+                method="post",
+                parameters=[_path("program", "as supervisord names it, e.g. workers:workers_00"),
+                            _path("action", "what to do", enum=["stop", "start", "restart"])],
+                responses={"202": {"description": "Asked; still under way after 30 s",
+                                   "content": {"application/json": {"schema": {"type": "object"}}}},
+                           "502": _error("supervisord refused (bad credentials, say)"),
+                           "503": _error("supervisord did not answer: is it running on this host?")}),
+            "/ops/periodic": _page("ops_periodic", "The periodic jobs (HTML): each schedule's cron, next and last "
+                                   "run, and the schedulers"),
+            "/ops/api/periodic": _console_json(
+                "ops_api_periodic", "Each periodic job (periodic.jobs): cron, actor, next run, last run with its "
+                "job and who fired it; the schedulers' heartbeats"),
+            "/ops/api/periodic/{name}/run": _console_json(
+                "ops_api_periodic_run", "Run a periodic job now (once per Idempotency-Key)", method="post",
+                parameters=[_path("name", "a name of periodic.jobs"), _idempotency(settings)],
+                responses={"202": _json("Queued", "JobAccepted")}),
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document",
                                       "responses": {"200": {"description": "OpenAPI 3",
                                                             "content": {"application/json": {"schema": {"type": "object"}}}},

@@ -21,15 +21,23 @@ def documented_paths(document):
 
 
 def route_paths(registry):
-    """Every (path, method) the Pyramid routes answer, in OpenAPI's notation."""
+    """Every (path, method) the Pyramid routes answer, in OpenAPI's notation: the methods are
+    those their views are registered for (a view for any method, the 405 answer, adds none;
+    a route with only such a view, /comer without an item, answers GET and POST alike)."""
+    methods = {}
+    for entry in registry.introspector.get_category("views"):
+        view = entry["introspectable"]
+        if view["route_name"]:
+            wanted = view["request_methods"]
+            methods.setdefault(view["route_name"], set()).update([wanted] if isinstance(wanted, str) else wanted or ())
     paths = set()
     for route in registry.getUtility(IRoutesMapper).get_routes():
+        if route.pattern.startswith("ops/static"):
+            continue  # the console's CSS and scripts: files, not an API
         pattern = re.sub(r"\{(\w+):[^}]*\}", r"{\1}", route.pattern)
         queues = ["comer", "beber"] if route.name.startswith("order") else [None]
-        methods = {"order": ("GET", "POST"), "order_without_item": ("GET", "POST"),
-                   "menu": ("POST",), "reports": ("POST",), "ops_requeue": ("POST",)}.get(route.name, ("GET",))
         for queue in queues:
-            for method in methods:
+            for method in methods.get(route.name) or ("GET", "POST"):
                 paths.add((pattern.replace("{queue}", queue) if queue else pattern, method))
     return paths
 

@@ -2,11 +2,12 @@
 import logging
 
 import redis
-from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, URLDecodeError
+from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken, PredicateMismatch, URLDecodeError
 from pyramid.httpexceptions import HTTPException
-from pyramid.view import exception_view_config, notfound_view_config, view_config
+from pyramid.view import exception_view_config, notfound_view_config
 
 from foodapp.broker import EnqueueUnavailable, describe
+from foodapp.csrf import UnreadableForm
 from foodapp.views import json_error
 
 log = logging.getLogger(__name__)
@@ -16,30 +17,33 @@ ROUTES_HINT = ("try GET /comer/<food>, /beber/<drink>, POST /menu, POST /reports
 
 
 @notfound_view_config()
-def not_found(request):
+def not_found(exc, request):
+    # A route matched, but none of its views takes this method: 405, naming those that do.
+    allowed = allowed_methods(request, request.matched_route.name) if request.matched_route else ""
+    if isinstance(exc, PredicateMismatch) and allowed:
+        return json_error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}",
+                          Allow=allowed)
     return json_error(404, "not_found", f"nothing at {request.method} {request.path}; {ROUTES_HINT}")
 
 
-@view_config(route_name="order")
-@view_config(route_name="reports")
-@view_config(route_name="menu")
-@view_config(route_name="job")
-@view_config(route_name="batch")
-@view_config(route_name="healthz")
-@view_config(route_name="readyz")
-@view_config(route_name="metrics")
-@view_config(route_name="openapi")
-@view_config(route_name="ops")
-@view_config(route_name="ops_search")
-@view_config(route_name="ops_job")
-@view_config(route_name="ops_requeue")
-def method_not_allowed(request):
-    # Reached only when no view for this route takes the request's method.
-    allowed = {"order": "GET, POST", "reports": "POST", "menu": "POST", "ops_requeue": "POST"}.get(
-        request.matched_route.name, "GET")
-    return json_error(
-        405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}", Allow=allowed,
-    )
+def allowed_methods(request, route_name):
+    """The methods the views of a route are registered for (read once from Pyramid's
+    introspector), e.g. "GET, POST"; "" when a view takes any method."""
+    cache = request.registry.__dict__.setdefault("_foodapp_allowed_methods", {})
+    if not cache:
+        for entry in request.registry.introspector.get_category("views"):
+            view = entry["introspectable"]
+            if view["route_name"]:
+                wanted = view["request_methods"]
+                cache.setdefault(view["route_name"], set()).update(
+                    [wanted] if isinstance(wanted, str) else wanted or ())
+    return ", ".join(sorted(cache.get(route_name, ())))
+
+
+@exception_view_config(UnreadableForm)
+def unreadable_form(exc, request):
+    return json_error(400, "bad_form", f"the body does not parse as its Content-Type says ({exc}): send JSON with "
+                                       "Content-Type application/json, or the page's form as it is")
 
 
 @exception_view_config(BadCSRFToken)

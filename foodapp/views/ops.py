@@ -2,12 +2,13 @@
 escaped, kept live by the page's scripts (fetch, never a page reload) and readable without
 them. The jobs' pages (/ops/jobs, /ops/jobs/<id>) are foodapp/views/search.py."""
 from jinja2 import Environment, PackageLoader, select_autoescape
-from pyramid.csrf import check_csrf_origin, check_csrf_token, get_csrf_token
+from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.response import Response
 from pyramid.view import view_config
 
 from foodapp import deadletters, series
+from foodapp.csrf import check_post
 from foodapp.ops import human_bytes, overview, per_minute
 from foodapp.security import audit
 from foodapp.views import json_error, json_response
@@ -59,11 +60,7 @@ def api_series(request):
 
 @view_config(route_name="ops_requeue", request_method="POST")
 def requeue_dead(request):
-    try:
-        check_csrf_origin(request)
-        check_csrf_token(request)
-    except ValueError:  # the body does not parse as a form (multipart with no boundary, say)
-        return json_error(400, "bad_form", "send the operations page's form as it is: it did not parse")
+    check_post(request)
     queue = request.matchdict["queue"]
     if queue not in request.registry.broker.queues:
         return message(request, 404, "No such queue", f"There is no queue {queue!r}.")

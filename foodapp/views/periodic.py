@@ -6,12 +6,13 @@ state, which scheduler fired it), and the schedulers alive (foodapp-scheduler, o
 its ticks, with the page's CSRF token, and is written to the audit log.
 """
 from jinja2 import Environment, PackageLoader, select_autoescape
-from pyramid.csrf import check_csrf_origin, check_csrf_token, get_csrf_token
+from pyramid.csrf import get_csrf_token
 from pyramid.response import Response
 from pyramid.view import view_config
 
 from foodapp import periodic
 from foodapp.broker import EnqueueUnavailable
+from foodapp.csrf import check_post
 from foodapp.security import audit
 from foodapp.urls import public_url
 from foodapp.views import json_error, json_response
@@ -44,8 +45,7 @@ def api(request):
 @view_config(route_name="ops_api_periodic_run", request_method="POST")
 def run(request):
     # A bad or missing X-CSRF-Token, or another origin: 403 JSON (foodapp/views/errors.py).
-    check_csrf_origin(request)
-    check_csrf_token(request)
+    check_post(request)
     name = request.matchdict["name"]
     schedule = next((s for s in request.registry.foodapp.periodic_jobs if s.name == name), None)
     if schedule is None:

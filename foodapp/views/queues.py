@@ -13,11 +13,10 @@ audit log with who did it (the login's user, or "anonymous" where there is no lo
 """
 import json
 
-from pyramid.csrf import check_csrf_origin, check_csrf_token
-from pyramid.exceptions import BadCSRFOrigin
 from pyramid.view import view_config
 
 from foodapp import queues
+from foodapp.csrf import check_post
 from foodapp.security import audit
 from foodapp.views import json_error, json_response
 
@@ -27,15 +26,6 @@ NOT_PURGED = ("delayed jobs (scheduled, or waiting for a retry), dead letters, a
 
 def _who(request):
     return request.environ.get("REMOTE_USER") or "anonymous"
-
-
-def _check_origin(request):
-    """Pyramid's origin check (HTTPS only); over plain HTTP too, an Origin header, when the
-    browser sends one, must be this site's."""
-    check_csrf_origin(request)
-    origin = request.headers.get("Origin")
-    if request.scheme != "https" and origin is not None and origin.split(" ")[-1].rstrip("/") != request.host_url:
-        raise BadCSRFOrigin(origin)
 
 
 def _unknown(request, queue):
@@ -50,8 +40,7 @@ def listing(request):
 
 @view_config(route_name="ops_queue_action", request_method="POST")
 def action(request):
-    _check_origin(request)
-    check_csrf_token(request)
+    check_post(request)
     broker, queue, verb = request.registry.broker, request.matchdict["queue"], request.matchdict["action"]
     if queue not in broker.queues:
         return _unknown(request, queue)
@@ -81,14 +70,6 @@ def action(request):
     audit(broker.client, request.environ, "purge queue", queue=queue, count=count)
     return json_response(200, {"queue": queue, "purged": count, "state": "cancelled", "not_purged": NOT_PURGED,
                                "message": f"{count} job(s) removed from {queue} and marked cancelled; {NOT_PURGED}"})
-
-
-@view_config(route_name="ops_queues_api")
-@view_config(route_name="ops_queue_action")
-def method_not_allowed(request):
-    allowed = "POST" if request.matched_route.name == "ops_queue_action" else "GET"
-    return json_error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}",
-                      Allow=allowed)
 
 
 def includeme(config):

@@ -14,12 +14,12 @@ import logging
 
 import redis
 from jinja2 import Environment, PackageLoader, select_autoescape
-from pyramid.csrf import check_csrf_origin, check_csrf_token, get_csrf_token
-from pyramid.exceptions import BadCSRFOrigin
+from pyramid.csrf import get_csrf_token
 from pyramid.response import Response
 from pyramid.view import view_config
 
 from foodapp import processes
+from foodapp.csrf import check_post
 from foodapp.ops import human_bytes
 from foodapp.security import audit
 from foodapp.supervisors import STOPPED_STATES, Supervisor, SupervisorError
@@ -65,19 +65,9 @@ def listing(request):
                          **{"Cache-Control": "no-store"})
 
 
-def check_origin(request):
-    """Pyramid's origin check (HTTPS only), and over plain HTTP (development) an Origin
-    header, when the browser sends one, must be this site's own too."""
-    check_csrf_origin(request)
-    origin = request.headers.get("Origin")
-    if request.scheme != "https" and origin is not None and origin.split(" ")[-1].rstrip("/") != request.host_url:
-        raise BadCSRFOrigin(origin)
-
-
 @view_config(route_name="ops_worker_action", request_method="POST")
 def action(request):
-    check_origin(request)
-    check_csrf_token(request)
+    check_post(request)
     name, verb = request.matchdict["program"], request.matchdict["action"]
     settings, client = request.registry.foodapp, request.registry.broker.client
     control = supervisor(request)
@@ -117,15 +107,6 @@ def _host():
     import socket
 
     return socket.gethostname()
-
-
-@view_config(route_name="ops_workers")
-@view_config(route_name="ops_workers_api")
-@view_config(route_name="ops_worker_action")
-def method_not_allowed(request):
-    allowed = "POST" if request.matched_route.name == "ops_worker_action" else "GET"
-    return json_error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}",
-                      Allow=allowed)
 
 
 def includeme(config):
