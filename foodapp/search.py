@@ -57,7 +57,7 @@ _scripts = {}
 
 def index_key(kind, value):
     """The index of one actor or item: hashed, so any string makes a safe key name."""
-    return f"{INDEX_PREFIX}{kind}:{hashlib.sha1(value.encode('utf-8')).hexdigest()}"
+    return f"{INDEX_PREFIX}{kind}:{hashlib.sha1(value.encode('utf-8'), usedforsecurity=False).hexdigest()}"
 
 
 def item_of(args):

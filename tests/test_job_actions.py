@@ -413,4 +413,4 @@ def test_a_due_copy_moves_on_only_while_its_job_waits_for_it(app, broker, counte
 def test_a_body_that_does_not_parse_as_a_form_is_a_400_not_a_500(app):
     for path in ("/ops/api/jobs/bulk", f"/ops/api/jobs/{UNKNOWN}/cancel"):
         answer = app.post(path, b"--x", headers={"Content-Type": "multipart/form-data"}, status=(400, 403)).json
-        assert answer["error"] in ("bad_body", "bad_csrf_token"), answer
+        assert answer["error"] in ("bad_form", "bad_csrf_token"), answer

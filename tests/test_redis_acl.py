@@ -97,6 +97,40 @@ def test_the_app_and_a_worker_run_as_the_acl_user_and_nothing_is_refused(tmp_pat
         redis.Redis(host="127.0.0.1", port=acl_redis.port, socket_timeout=5).ping()
 
 
+
+def test_the_console_reads_and_acts_as_the_acl_user_and_nothing_is_refused(tmp_path, acl_redis, monkeypatch):
+    """Every console page and JSON answer, and the job actions, as the app's ACL user, with a
+    real worker beating (its heartbeat samples the charts' series) and logging per job."""
+    from tests.conftest import make_app
+    from tests.test_queue_control import csrf_token, post
+
+    password = PASSWORDS["FOODAPP_REDIS_PASSWORD"]
+    admin = acl_redis.client(decode_responses=True)
+    monkeypatch.setenv("FOODAPP_REDIS_URL", acl_redis.url)
+    monkeypatch.setenv("FOODAPP_REDIS_PASSWORD", password)
+    app = make_app()
+    worker = Worker(tmp_path, acl_redis.url, env={"FOODAPP_REDIS_PASSWORD": password}).start()
+    try:
+        done = app.get("/comer/tomate", status=202).json
+        later = [app.get(f"/comer/{item}?delay=300", status=202).json for item in ("pan", "uva", "higo")]
+        wait_until(lambda: app.get(f"/api/jobs/{done['job_id']}").json["state"] == "done", 60, "the job to be done")
+        wait_until(lambda: admin.keys("foodapp:series:*"), 30, "the worker's heartbeat to sample the series")
+        for path in ("/ops", "/ops/api/overview", "/ops/api/series?minutes=5", "/ops/api/queues",
+                     "/ops/jobs?item=tomate", "/ops/api/jobs?item=tomate", "/ops/api/jobs?state=scheduled",
+                     f"/ops/api/jobs/{done['job_id']}", f"/ops/jobs/{done['job_id']}", "/ops/workers",
+                     "/ops/periodic", "/ops/api/periodic"):
+            app.get(path, status=200)
+        token = csrf_token(app)
+        assert post(app, f"/ops/api/jobs/{later[0]['job_id']}/cancel", token)["ok"]
+        assert post(app, f"/ops/api/jobs/{later[1]['job_id']}/run-now", token)["ok"]
+        post(app, "/ops/api/jobs/bulk", token, body={"action": "cancel", "ids": [later[2]["job_id"]]})
+        wait_until(lambda: app.get(f"/api/jobs/{later[1]['job_id']}").json["state"] == "done", 60, "run now to run")
+        refused = admin.acl_log()
+        assert not refused, f"commands refused to the app's user: {refused}"
+    finally:
+        worker.stop()
+
+
 def production_settings(**environ):
     return from_ini(plaster.get_settings(str(ROOT / "production.ini"), "app:main"), environ=environ)
 

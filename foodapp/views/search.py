@@ -18,12 +18,12 @@ import json
 import logging
 
 import redis
-from pyramid.csrf import check_csrf_origin, check_csrf_token, get_csrf_token
-from pyramid.exceptions import BadCSRFOrigin
+from pyramid.csrf import get_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
 from foodapp import joblogs, jobs, search
+from foodapp.csrf import check_post
 from foodapp.security import audit
 from foodapp.urls import public_url, route_path
 from foodapp.views import json_error, json_response
@@ -51,27 +51,6 @@ def _unavailable(error):
 
 def _bad(error):
     return json_error(400, f"bad_{error.field.replace('.', '_').replace('-', '_')}", error.message)
-
-
-def _check_origin(request):
-    """Pyramid's origin check (HTTPS only); over plain HTTP an Origin header, when the
-    browser sends one, must be this site's own too."""
-    check_csrf_origin(request)
-    origin = request.headers.get("Origin")
-    if request.scheme != "https" and origin is not None and origin.split(" ")[-1].rstrip("/") != request.host_url:
-        raise BadCSRFOrigin(origin)
-
-
-def _refused_post(request):
-    """The origin and CSRF checks of a POST (403 through errors.py when they fail); a 400
-    answer when its body does not even parse as a form (multipart with no boundary, say)."""
-    _check_origin(request)
-    try:
-        check_csrf_token(request)
-    except ValueError:
-        return json_error(400, "bad_body", "the body did not parse: send JSON (Content-Type: application/json) "
-                                           "or the page's form as it is")
-    return None
 
 
 def _is_form(request):
@@ -190,9 +169,7 @@ def _answer(request, outcome, back):
 
 @view_config(route_name="ops_api_job_action", request_method="POST")
 def api_action(request):
-    refused = _refused_post(request)
-    if refused:
-        return refused
+    check_post(request)
     job_id, action = request.matchdict["job_id"], request.matchdict["action"]
     if not search.is_uuid(job_id):
         return json_error(400, "bad_job_id", f"{job_id[:60]!r} is not a job id; job ids are UUIDs, as the 202 gave")
@@ -235,9 +212,7 @@ def _bulk_request(request):
 
 @view_config(route_name="ops_api_jobs_bulk", request_method="POST")
 def api_bulk(request):
-    refused = _refused_post(request)
-    if refused:
-        return refused
+    check_post(request)
     broker = request.registry.broker
     back = None
     try:
@@ -284,17 +259,6 @@ def api_bulk(request):
     if confirmed is not None:
         body["replicas_confirmed"] = confirmed
     return json_response(200, body)
-
-
-# (ops_search and ops_job: foodapp/views/errors.py answers their other methods.)
-@view_config(route_name="ops_api_jobs")
-@view_config(route_name="ops_api_job")
-@view_config(route_name="ops_api_jobs_bulk")
-@view_config(route_name="ops_api_job_action")
-def method_not_allowed(request):
-    allowed = "POST" if request.matched_route.name in ("ops_api_jobs_bulk", "ops_api_job_action") else "GET"
-    return json_error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; use {allowed}",
-                      Allow=allowed)
 
 
 def includeme(config):
