@@ -19,10 +19,11 @@ import plaster
 import redis
 
 from foodapp import broker as _broker
-from foodapp import deadletters, jobs, ops
+from foodapp import deadletters, jobs
 from foodapp import settings as _settings
 from foodapp.broker import EnqueueUnavailable
 from foodapp.items import BadItem, check_item
+from foodapp.queues import describe as describe_queues
 from foodapp.security import hash_password
 
 RET_OK, RET_USAGE, RET_NOT_FOUND, RET_UNAVAILABLE = 0, 2, 3, 4
@@ -88,7 +89,8 @@ def stats(broker, args):
     if args.watch or args.count is not None:
         return watch_stats(broker, args)
     client = broker.client
-    queues = {queue.pop("name"): queue for queue in ops.queues(broker)}
+    # Dead letters as "dead_letters": "dead" is the outcome counter (jobs that died), merged below.
+    queues = {queue.pop("name"): {**queue, "dead_letters": queue.pop("dead")} for queue in describe_queues(broker)}
     for field, count in client.hgetall(jobs.STATS).items():
         queue, _, outcome = field.decode().partition(":")
         queues.setdefault(queue, {})[outcome] = int(float(count))
@@ -104,7 +106,7 @@ _WATCH_RATES = ("done", "failed", "dead", "retried")
 def _watch_read(broker):
     """(queues' counts by name, outcome counters by queue, workers): two round trips."""
     client = broker.client
-    queues = {queue.pop("name"): queue for queue in ops.queues(broker)}
+    queues = {queue.pop("name"): queue for queue in describe_queues(broker)}
     outcomes = {}
     with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(jobs.STATS)

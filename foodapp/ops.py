@@ -12,19 +12,6 @@ from foodapp.security import audit_log
 from foodapp.topology import topology
 
 
-def queues(broker):
-    ns, client = broker.namespace, broker.client
-    names = sorted(broker.queues)
-    with client.pipeline(transaction=False) as pipe:
-        for queue in names:
-            pipe.llen(f"{ns}:{queue}")
-            pipe.hlen(f"{ns}:{queue}.DQ.msgs")
-            pipe.zcard(f"{ns}:{queue}.XQ")
-        counts = pipe.execute()
-    return [{"name": queue, "queued": counts[i * 3], "delayed": counts[i * 3 + 1], "dead": counts[i * 3 + 2]}
-            for i, queue in enumerate(names)]
-
-
 def workers(broker):
     """Every worker with a heartbeat record: alive, late, dead or stopped, and what it holds
     (foodapp/processes.py, which the Workers page shows in full)."""
@@ -66,11 +53,6 @@ def human_bytes(count):
         count /= 1024
 
 
-def described_queues(broker):
-    """Every queue with its counts, pause and latency (foodapp/queues.py)."""
-    return queues_.describe(broker)
-
-
 def worker_counts(broker, now=None):
     """How many worker processes are alive, late, dead and stopped: one ZRANGE of the
     heartbeats (the Workers page has the details)."""
@@ -107,6 +89,6 @@ def overview(broker, audit_entries=20):
         used = {"error": str(error)}
     return {
         "ready": ready, "reason": reason, "topology": seen, "failovers": failovers, "memory": used,
-        "audit": audit, "queues": described_queues(broker), "workers": worker_counts(broker),
+        "audit": audit, "queues": queues_.describe(broker), "workers": worker_counts(broker),
         "at": jobs.iso(time.time()),
     }
