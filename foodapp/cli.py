@@ -14,17 +14,20 @@ import getpass
 import json
 import os
 import sys
+import time
 
 import plaster
 import redis
 
 from foodapp import broker as _broker
-from foodapp import deadletters, jobs
+from foodapp import deadletters, jobs, processes, search
+from foodapp import queues as queue_control
 from foodapp import settings as _settings
 from foodapp.broker import EnqueueUnavailable
 from foodapp.items import BadItem, check_item
 from foodapp.queues import describe as describe_queues
-from foodapp.security import hash_password
+from foodapp.security import audit, hash_password
+from foodapp.supervisors import Supervisor
 
 RET_OK, RET_USAGE, RET_NOT_FOUND, RET_UNAVAILABLE = 0, 2, 3, 4
 #: ``cancel``: a job was not in a state that can be cancelled (running, done...).
@@ -122,7 +125,6 @@ def _watch_table(read, before, seconds):
     """One print of `stats --watch`: the time and the workers, then a row per queue: jobs
     queued, delayed and dead letters now; jobs done, failed, dead and retried per second
     since the previous print ("-" on the first)."""
-    import time
 
     queues, outcomes, workers = read
     lines = [f"{time.strftime('%Y-%m-%d %H:%M:%S')}  workers {workers}",
@@ -142,7 +144,6 @@ def _watch_table(read, before, seconds):
 
 def watch_stats(broker, args):
     """Print the stats every ``--interval`` seconds until Ctrl-C (or ``--count`` prints)."""
-    import time
 
     if args.interval < 0.5:
         print(f"foodapp: --interval {args.interval:g} is too short: give 0.5 seconds or more", file=sys.stderr)
@@ -215,8 +216,6 @@ def parser():
 def list_workers(broker, args):
     """Every worker process from its heartbeat, and this host's supervisord programs (an
     unreachable supervisord is said in "supervisor", the processes are listed all the same)."""
-    from foodapp import processes
-    from foodapp.supervisors import Supervisor
 
     _print(processes.overview(broker, Supervisor.from_settings(broker.settings)))
     return RET_OK
@@ -238,10 +237,7 @@ def _cli_user():
 
 
 def pause_queue(broker, args):
-    from foodapp import queues
-    from foodapp.security import audit
-
-    pause = queues.pause(broker, args.queue, _cli_user())
+    pause = queue_control.pause(broker, args.queue, _cli_user())
     audit(broker.client, _cli_user(), "pause queue", queue=args.queue)
     _print({"queue": args.queue, "paused": pause})
     print(f"foodapp: queue {args.queue} is paused by {pause['by']}: workers take none of its jobs within a second "
@@ -250,25 +246,19 @@ def pause_queue(broker, args):
 
 
 def resume_queue(broker, args):
-    from foodapp import queues
-    from foodapp.security import audit
-
-    was = queues.resume(broker, args.queue, _cli_user())
+    was = queue_control.resume(broker, args.queue, _cli_user())
     audit(broker.client, _cli_user(), "resume queue", queue=args.queue, was_paused=was is not None)
     _print({"queue": args.queue, "paused": None, "was_paused": was})
     return RET_OK
 
 
 def purge_queue(broker, args):
-    from foodapp import queues
-    from foodapp.security import audit
-
     if not args.yes:
         waiting = broker.client.llen(f"{broker.namespace}:{args.queue}")
         print(f"foodapp: purging removes every job waiting in {args.queue} ({waiting} now) and cannot be undone; "
               f"nothing was changed. To purge, add --yes: foodapp purge {args.queue} --yes", file=sys.stderr)
         return RET_USAGE
-    count = queues.purge(broker, args.queue)
+    count = queue_control.purge(broker, args.queue)
     audit(broker.client, _cli_user(), "purge queue", queue=args.queue, count=count)
     _print({"queue": args.queue, "purged": count, "state": "cancelled",
             "not_purged": "delayed jobs, dead letters, and jobs a worker had already taken"})
@@ -291,16 +281,8 @@ def _queue_control_commands(commands):
 
 # Jobs: search the recent ones, cancel some (foodapp/search.py), as the console does.
 
-def _operator():
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no name for this uid (a bare container)
-        return f"cli:uid {os.getuid()}"
-
-
 def search_jobs(broker, args):
     """One JSON line per job, newest first; a note on stderr when more may match."""
-    from foodapp import search
 
     params = {name: getattr(args, name) for name in ("item", "actor", "state", "queue", "since", "until", "limit", "cursor")
               if getattr(args, name) is not None}
@@ -320,22 +302,20 @@ def search_jobs(broker, args):
 
 def cancel_jobs(broker, args):
     """Cancel each job (one JSON line each): 0 if all were, else 3 (one unknown) or 5 (refused)."""
-    from foodapp import search
-    from foodapp.security import audit
 
     try:
         ids = search.check_ids(args.job_ids, "job_id")
     except search.BadQuery as error:
         print(f"foodapp: {error.message}", file=sys.stderr)
         return RET_USAGE
-    outcomes, _ = search.act(broker, "cancel", ids, _operator(), bulk=len(ids) > 1)
+    outcomes, _ = search.act(broker, "cancel", ids, _cli_user(), bulk=len(ids) > 1)
     for outcome in outcomes:
         print(json.dumps(dict(outcome), ensure_ascii=False))
         if len(ids) == 1:
-            audit(broker.client, _operator(), "cancel job", job_id=outcome["job_id"],
+            audit(broker.client, _cli_user(), "cancel job", job_id=outcome["job_id"],
                   outcome=outcome["state"] if outcome["ok"] else outcome["message"])
     if len(ids) > 1:
-        audit(broker.client, _operator(), "bulk cancel", count=len(ids), done=sum(o["ok"] for o in outcomes),
+        audit(broker.client, _cli_user(), "bulk cancel", count=len(ids), done=sum(o["ok"] for o in outcomes),
               job_ids=ids[:10])
     if all(outcome["ok"] for outcome in outcomes):
         return RET_OK
