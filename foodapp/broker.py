@@ -88,6 +88,7 @@ def _refused(error):
 def make_client(settings):
     """A Redis client for the configured master: from Sentinel when sentinels are set."""
     options = dict(
+        username=settings.redis_username or None,
         password=settings.redis_password,
         socket_timeout=settings.redis_socket_timeout,
         socket_connect_timeout=settings.redis_socket_timeout,

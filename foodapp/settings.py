@@ -127,6 +127,9 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_sentinels: tuple = ()
     redis_master_name: str = "foodmaster"
+    # The app's Redis user (production: "foodapp", deploy/redis/users.acl.in); None is
+    # Redis's default user (a password alone, or no login at all).
+    redis_username: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     redis_sentinel_password: str | None = field(default=None, repr=False)
     redis_db: int = 0
@@ -189,6 +192,7 @@ _PARSERS = {
     "redis.url": None,
     "redis.sentinels": _hostports,
     "redis.master_name": None,
+    "redis.username": None,
     "redis.password": None,
     "redis.sentinel_password": None,
     "redis.db": _int,

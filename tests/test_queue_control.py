@@ -19,7 +19,7 @@ from tests.hosts import set_ini
 from tests.runs import counts, read_runs
 from tests.servers import BIN, TESTING_INI, Worker, wait_until
 from tests.test_ops import dead_letter, production_login  # noqa: F401  (a fixture)
-from tests.test_redis_acl import PASSWORDS, acl_redis  # noqa: F401  (a fixture)
+from tests.test_redis_acl import APP_ENV, acl_redis  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -278,11 +278,11 @@ def test_queue_control_runs_as_the_apps_acl_user(tmp_path, acl_redis, monkeypatc
 
     from tests.conftest import make_app
 
-    password = PASSWORDS["FOODAPP_REDIS_PASSWORD"]
     admin = acl_redis.client(decode_responses=True)
-    worker = Worker(tmp_path, acl_redis.url, queues=("comer",), env={"FOODAPP_REDIS_PASSWORD": password})
+    worker = Worker(tmp_path, acl_redis.url, queues=("comer",), env=APP_ENV)
     monkeypatch.setenv("FOODAPP_REDIS_URL", acl_redis.url)
-    monkeypatch.setenv("FOODAPP_REDIS_PASSWORD", password)
+    for name, value in APP_ENV.items():
+        monkeypatch.setenv(name, value)
     app = make_app()
     try:
         worker.start()

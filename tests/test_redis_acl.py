@@ -19,6 +19,8 @@ from tests.servers import BIN, ROOT, Process, RedisServer, Web, Worker, free_por
 
 PASSWORDS = {"FOODAPP_REDIS_PASSWORD": "app-secret", "REDIS_ADMIN_PASSWORD": "admin-secret",
              "REDIS_REPLICA_PASSWORD": "replica-secret", "REDIS_SENTINEL_PASSWORD": "sentinel-secret"}
+#: How foodapp's processes log in to Redis in production (production.ini's redis.username).
+APP_ENV = {"FOODAPP_REDIS_USERNAME": "foodapp", "FOODAPP_REDIS_PASSWORD": PASSWORDS["FOODAPP_REDIS_PASSWORD"]}
 
 
 class AclRedis(RedisServer):
@@ -27,8 +29,9 @@ class AclRedis(RedisServer):
                            password=PASSWORDS["REDIS_ADMIN_PASSWORD"], **options)
 
     def app_client(self):
-        # As foodapp connects: a password, no user name.
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, password=PASSWORDS["FOODAPP_REDIS_PASSWORD"])
+        # As foodapp connects: its user name and password.
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, username="foodapp",
+                           password=PASSWORDS["FOODAPP_REDIS_PASSWORD"])
 
     def answers(self):
         try:
@@ -53,7 +56,7 @@ def acl_redis(tmp_path):
 
 
 def test_the_app_and_a_worker_run_as_the_acl_user_and_nothing_is_refused(tmp_path, acl_redis):
-    env = {"FOODAPP_REDIS_PASSWORD": PASSWORDS["FOODAPP_REDIS_PASSWORD"]}
+    env = APP_ENV
     admin = acl_redis.client(decode_responses=True)
     web = Web(tmp_path, acl_redis.url, env=env).start()
     worker = Worker(tmp_path, acl_redis.url, env=env).start()
@@ -92,9 +95,13 @@ def test_the_app_and_a_worker_run_as_the_acl_user_and_nothing_is_refused(tmp_pat
         with pytest.raises(redis.exceptions.NoPermissionError):
             app.execute_command(*command)
     assert admin.hlen("foodapp:ledger") == 6
-    # An unauthenticated client gets nothing.
+    # An unauthenticated client gets nothing, nor one that names no user (the default user
+    # is off), even with the app's password.
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=acl_redis.port, socket_timeout=5).ping()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=acl_redis.port, socket_timeout=5,
+                    password=PASSWORDS["FOODAPP_REDIS_PASSWORD"]).ping()
 
 
 
@@ -104,12 +111,12 @@ def test_the_console_reads_and_acts_as_the_acl_user_and_nothing_is_refused(tmp_p
     from tests.conftest import make_app
     from tests.test_queue_control import csrf_token, post
 
-    password = PASSWORDS["FOODAPP_REDIS_PASSWORD"]
     admin = acl_redis.client(decode_responses=True)
     monkeypatch.setenv("FOODAPP_REDIS_URL", acl_redis.url)
-    monkeypatch.setenv("FOODAPP_REDIS_PASSWORD", password)
+    for name, value in APP_ENV.items():
+        monkeypatch.setenv(name, value)
     app = make_app()
-    worker = Worker(tmp_path, acl_redis.url, env={"FOODAPP_REDIS_PASSWORD": password}).start()
+    worker = Worker(tmp_path, acl_redis.url, env=APP_ENV).start()
     try:
         done = app.get("/comer/tomate", status=202).json
         later = [app.get(f"/comer/{item}?delay=300", status=202).json for item in ("pan", "uva", "higo")]
@@ -244,7 +251,8 @@ def test_deploy_redis_configs_run_master_replica_and_sentinel_with_the_acl_users
         wait_until(monitored, 30, "the Sentinel to monitor master and replica as user sentinel", interval=0.2)
         assert not master.acl_log(), master.acl_log()
 
-        app = redis.Redis(host="127.0.0.1", port=ports[0], socket_timeout=5, password=PASSWORDS["FOODAPP_REDIS_PASSWORD"])
+        app = redis.Redis(host="127.0.0.1", port=ports[0], socket_timeout=5, username="foodapp",
+                          password=PASSWORDS["FOODAPP_REDIS_PASSWORD"])
         with pytest.raises(redis.exceptions.NoPermissionError):
             app.flushall()
         assert app.get("foodapp:probe") == b"1"
@@ -296,7 +304,7 @@ def test_crashed_workers_sweep_and_dead_letters_run_as_the_acl_user(tmp_path, ac
 
     from tests.conftest import make_app
 
-    env = {"FOODAPP_REDIS_PASSWORD": PASSWORDS["FOODAPP_REDIS_PASSWORD"]}
+    env = APP_ENV
     host = Host(tmp_path, "a", acl_redis.url, workers=2, modules=["tests.poison_actors"], env=env)
     try:
         host.start()
