@@ -73,13 +73,14 @@ def production_ini(directory, name, port=None, **values):
     Changed: Redis is found through the environment (FOODAPP_REDIS_URL, or
     FOODAPP_REDIS_SENTINELS), not the seed's hosts; the dashboard login is off (it needs
     secrets from the environment and only guards /jobs and /ops, which are not measured);
-    so is security.require_passwords (the bench's private redis-servers have no password);
+    so is security.require_passwords, and redis.username is empty (the bench's private
+    redis-servers have no password and no ACL users: their default user);
     waitress listens on 127.0.0.1:``port``; and ``values`` ("enqueue.replicas": "0").
     Every other setting is production's.
     """
     text = PRODUCTION_INI.read_text()
-    for key, value in {"redis.sentinels": "", "dashboard.login_required": "false", "security.require_passwords": "false",
-                        **values}.items():
+    for key, value in {"redis.sentinels": "", "redis.username": "", "dashboard.login_required": "false",
+                        "security.require_passwords": "false", **values}.items():
         text, count = re.subn(rf"(?m)^{re.escape(key)} = .*$", f"{key} = {value}", text)
         assert count == 1, f"no setting {key} in production.ini"
     if port is not None:
