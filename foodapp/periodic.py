@@ -247,7 +247,7 @@ def check_actors(schedules, broker):
     """Refuse schedules whose actor is not declared, or does not take their arguments."""
     import inspect
 
-    from foodapp.settings import SettingsError
+    from foodapp.settings import SettingsError, load_for_process
 
     for schedule in schedules:
         actor = broker.actors.get(schedule.actor)
@@ -575,32 +575,17 @@ class Scheduler:
             log.warning("scheduler %s: heartbeat not written: %s", self.identity, error)
 
 
-def load(ini):
-    """Settings from ``ini`` with its [logging] set up, as a worker loads them."""
-    import plaster
-
-    from foodapp import logcontext
-    from foodapp import settings as _settings
-
-    logcontext.install()
-    loader = plaster.get_loader(ini, protocols=["wsgi"])
-    loader.setup_logging()
-    settings = _settings.from_ini(loader.get_settings("app:main"))
-    _settings.check_startup(settings, web=False)
-    return settings
-
-
 def main(argv=None):
     """``foodapp-scheduler [-c production.ini]``: run the periodic jobs until SIGTERM or SIGINT."""
     from foodapp import broker as _broker
-    from foodapp.settings import SettingsError
+    from foodapp.settings import SettingsError, load_for_process
 
     parser = argparse.ArgumentParser(prog="foodapp-scheduler", description=main.__doc__.split(":", 1)[1].strip())
     parser.add_argument("-c", "--config", default=os.environ.get("FOODAPP_INI", "development.ini"),
                         help="the ini file (default: $FOODAPP_INI, else development.ini)")
     args = parser.parse_args(argv)
     try:
-        settings = load(args.config)
+        settings = load_for_process(args.config)
         broker = _broker.configure(settings)
         check_actors(settings.periodic_jobs, broker)
     except (SettingsError, FileNotFoundError) as error:

@@ -328,6 +328,22 @@ def check_startup(settings, web):
         )
 
 
+
+def load_for_process(ini):
+    """Settings from ``ini`` for a process that is not the web app (a worker, the scheduler):
+    its [logging] set up (log lines carry the running job's id), the settings parsed and the
+    secrets it needs checked, as the web app's startup does for itself."""
+    import plaster
+
+    from foodapp import logcontext
+
+    logcontext.install()
+    loader = plaster.get_loader(ini, protocols=["wsgi"])
+    loader.setup_logging()
+    settings = from_ini(loader.get_settings("app:main"))
+    check_startup(settings, web=False)
+    return settings
+
 def includeme(config):
     """Parse the settings once and keep them on the registry as ``registry.foodapp``."""
     config.registry.foodapp = from_ini(config.get_settings())

@@ -11,7 +11,6 @@ production's JSON logs). A line logged while a job runs carries the job's id (lo
 import logging.config
 import os
 
-import plaster
 
 from foodapp import broker as _broker
 from foodapp import consumer as _consumer
@@ -30,16 +29,7 @@ class _ResultsAreKept(logging.Filter):
         return "Results middleware" not in record.getMessage()
 
 
-def load(ini=INI):
-    _logcontext.install()
-    loader = plaster.get_loader(ini, protocols=["wsgi"])
-    loader.setup_logging()
-    settings = _settings.from_ini(loader.get_settings("app:main"))
-    _settings.check_startup(settings, web=False)
-    return settings
-
-
-broker = _broker.configure(load())
+broker = _broker.configure(_settings.load_for_process(INI))
 # Only here, not in configure(): the web app's processes have no Dramatiq main to follow.
 broker.add_middleware(_parent.Parent())
 # A job of a queue paused after its message was fetched is handed back, not started: before

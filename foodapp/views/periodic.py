@@ -5,9 +5,7 @@ state, which scheduler fired it), and the schedulers alive (foodapp-scheduler, o
 "Run now" (POST /ops/api/periodic/{name}/run) enqueues the schedule's job at once, outside
 its ticks, with the page's CSRF token, and is written to the audit log.
 """
-from jinja2 import Environment, PackageLoader, select_autoescape
 from pyramid.csrf import get_csrf_token
-from pyramid.response import Response
 from pyramid.view import view_config
 
 from foodapp import periodic
@@ -16,9 +14,7 @@ from foodapp.csrf import check_post
 from foodapp.security import audit
 from foodapp.urls import public_url
 from foodapp.views import json_error, json_response
-
-_templates = Environment(loader=PackageLoader("foodapp", "templates"), autoescape=select_autoescape(["html"]))
-
+from foodapp.views.ops import render
 
 def _overview(request):
     found = periodic.overview(request.registry.broker, request.registry.foodapp)
@@ -31,10 +27,8 @@ def _overview(request):
 
 @view_config(route_name="ops_periodic", request_method="GET")
 def page(request):
-    html = _templates.get_template("periodic.html").render(
-        title="Periodic jobs", path=request.path, dashboard=request.registry.foodapp.dashboard_prefix,
-        csrf_token=get_csrf_token(request), iso=periodic.iso_utc, **_overview(request))
-    return Response(html, content_type="text/html", charset="utf-8")
+    return render(request, "periodic.html", title="Periodic jobs", csrf_token=get_csrf_token(request),
+                  iso=periodic.iso_utc, **_overview(request))
 
 
 @view_config(route_name="ops_api_periodic", request_method="GET")

@@ -13,9 +13,7 @@ origin; each is written to the audit log. /ops is behind the production login.
 import logging
 
 import redis
-from jinja2 import Environment, PackageLoader, select_autoescape
 from pyramid.csrf import get_csrf_token
-from pyramid.response import Response
 from pyramid.view import view_config
 
 from foodapp import processes
@@ -24,15 +22,13 @@ from foodapp.ops import human_bytes
 from foodapp.security import audit
 from foodapp.supervisors import STOPPED_STATES, Supervisor, SupervisorError
 from foodapp.views import json_error, json_response
+from foodapp.views.ops import render
 
 log = logging.getLogger(__name__)
 
 ACTIONS = ("stop", "start", "restart")
 #: What each action leaves a program in when it is done (else it is still under way: 202).
 SETTLED = {"stop": STOPPED_STATES, "start": {"RUNNING"}, "restart": {"RUNNING"}}
-
-_templates = Environment(loader=PackageLoader("foodapp", "templates"), autoescape=select_autoescape(["html"]))
-
 
 def supervisor(request):
     return Supervisor.from_settings(request.registry.foodapp)
@@ -53,10 +49,8 @@ def duration(seconds):
 @view_config(route_name="ops_workers", request_method="GET")
 def page(request):
     workers = processes.overview(request.registry.broker, supervisor(request))
-    html = _templates.get_template("workers.html").render(
-        title="Workers", path=request.path, dashboard=request.registry.foodapp.dashboard_prefix,
-        csrf_token=get_csrf_token(request), human_bytes=human_bytes, duration=duration, **workers)
-    return Response(html, content_type="text/html", charset="utf-8")
+    return render(request, "workers.html", title="Workers", csrf_token=get_csrf_token(request),
+                  human_bytes=human_bytes, duration=duration, **workers)
 
 
 @view_config(route_name="ops_workers_api", request_method="GET")
