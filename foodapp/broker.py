@@ -284,7 +284,7 @@ class FoodBroker(RedisBroker):
         if redelivered:
             options = {"due": redelivered} if event_name == "due" else {}
         else:
-            options = {"index": at, "max": self.settings.ops_index_max_jobs, "item": item is not None}
+            options = {"index": f"{time.time():.6f}", "max": self.settings.ops_index_max_jobs, "item": item is not None}
         return keys, [message.options["redis_message_id"], message.encode(), event, status, jobs.encode(options)]
 
     def _store(self, keys, args, what):

@@ -61,12 +61,24 @@ def test_every_new_job_is_indexed_by_the_enqueue_itself_and_found_by_each_filter
 
     # The time range: since and until, ISO 8601 or epoch seconds.
     enqueued = float(redis_client.zscore(search.INDEX, queso))
-    window = {"since": jobs.iso(enqueued), "until": f"{enqueued:.3f}"}
+    window = {"since": f"{enqueued:.6f}", "until": f"{enqueued:.6f}"}
     assert ids_of(app.get("/ops/api/jobs", params=window).json) == [queso]
+    window = {"since": jobs.iso(enqueued - 1), "until": jobs.iso(enqueued + 1)}
+    assert queso in ids_of(app.get("/ops/api/jobs", params=window).json)
     assert ids_of(app.get("/ops/api/jobs", params={"since": jobs.iso(time.time() + 60)}).json) == []
 
     # A retry or a due move is not a new job: indexed once.
     assert redis_client.zcard(search.index_key("item", "pan")) == 2
+
+
+def test_jobs_enqueued_within_one_millisecond_are_listed_newest_first(app, broker):
+    """The CI run that failed: two orders stored in the same millisecond came back in the
+    order of their ids. Each enqueue indexes after the newest entry, in one call or many."""
+    actor = broker.get_actor("comer")
+    one_by_one = [broker.enqueue(actor.message(f"plato{n}")).message_id for n in range(40)]
+    menu = [m.message_id for m in broker.enqueue_many([(actor.message(f"menu{n}"), None) for n in range(40)])]
+    answer = app.get("/ops/api/jobs", params={"limit": 80}).json
+    assert ids_of(answer) == (one_by_one + menu)[::-1]
 
 
 @pytest.mark.parametrize("item", ["a:b{c}d", "jamón 🍎", "x" * 64, "*", "foodapp:index:jobs"])

@@ -14,6 +14,9 @@
 -- A new job also goes into the console's search index (foodapp/search.py), here, in the
 -- same call: the sorted sets of recent job ids by enqueue time (all, per actor, per item),
 -- each trimmed to the status ttl and to a most count, and expiring with the statuses.
+-- A job's index score is its enqueue time in microseconds, raised if need be to just above
+-- the newest entry, so that jobs stored in the same microsecond (a menu) or by web hosts
+-- whose clocks differ still list in the order Redis stored them.
 --
 -- A message stored in a delay queue (".DQ") writes its redis message id down in the job's
 -- status ("delayed", and "stored:<id>" = "d"). When it comes due, the worker holding it
@@ -83,6 +86,17 @@ local function index(key, job_id, score, max)
     redis.call("expire", key, ttl)
 end
 
+-- The score a new job is indexed under: ``given``, or just above the newest one indexed.
+local newest = nil
+local function index_score(all, given)
+    if newest == nil then
+        local top = redis.call("zrange", all, -1, -1, "WITHSCORES")
+        newest = top[2] and tonumber(top[2]) or 0
+    end
+    newest = math.max(tonumber(given), newest + 0.000001)
+    return string.format("%.6f", newest)
+end
+
 local stored = 0
 for i = 0, count - 1 do
     local k = i * PER_KEY
@@ -117,7 +131,8 @@ for i = 0, count - 1 do
         end
         redis.call("expire", status, ttl)
         if options["index"] then
-            local job_id, score, max = record["job_id"], options["index"], tonumber(options["max"])
+            local job_id, max = record["job_id"], tonumber(options["max"])
+            local score = index_score(KEYS[k + 5], options["index"])
             index(KEYS[k + 5], job_id, score, max)
             index(KEYS[k + 6], job_id, score, max)
             if options["item"] then
