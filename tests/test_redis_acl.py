@@ -1,9 +1,12 @@
-"""Secrets and Redis: the app runs as deploy/redis's ACL user, which can do nothing else;
-production refuses to start without the Redis and Sentinel passwords; workers start
-without the dashboard's credentials.
+"""Secrets and Redis: the app runs as deploy/redis's ACL user, which can do nothing else,
+and every operator action that writes to Redis (the dashboard's requeue and delete, the
+console's job, bulk, queue and periodic actions) works as that user; production refuses
+to start without the Redis and Sentinel passwords; workers start without the dashboard's
+credentials.
 
 Real redis-server (with the aclfile deploy/redis/render-acl.sh makes from
 deploy/redis/users.acl.in), real waitress and a real `dramatiq foodapp.worker`."""
+import json
 import os
 import re
 import subprocess
@@ -324,3 +327,209 @@ def test_crashed_workers_sweep_and_dead_letters_run_as_the_acl_user(tmp_path, ac
         assert not refused, f"commands refused to the app's user: {refused}"
     finally:
         host.stop()
+
+
+# --- every operator action that writes to Redis, as the app's ACL user -------------------
+
+def _as_the_acl_user(monkeypatch, acl_redis, **environ):
+    """The web app built in this process (webtest) as production logs it in: user foodapp."""
+    from tests.conftest import make_app
+
+    for name, value in {"FOODAPP_REDIS_URL": acl_redis.url, **APP_ENV, **environ}.items():
+        monkeypatch.setenv(name, value)
+    return make_app()
+
+
+def _state(admin, job_id):
+    from foodapp.jobs import status_key
+
+    return admin.hget(status_key(job_id), "state")
+
+
+def _audited(admin):
+    """The audit log's entries, oldest first."""
+    from foodapp.security import AUDIT
+
+    return [json.loads(entry) for entry in reversed(admin.lrange(AUDIT, 0, -1))]
+
+
+def _console_post(app, path, body=None):
+    """A console POST as its scripts send it: JSON, with the page's token in X-CSRF-Token.
+    Any status: the caller's assertion shows the answer (a NOPERM comes back as a 503)."""
+    token = re.search(r'data-csrf-token="([^"]+)"', app.get("/ops").text).group(1)
+    return app.post_json(path, body if body is not None else {}, headers={"X-CSRF-Token": token}, status="*")
+
+
+def _refused_nothing(admin, what):
+    refused = admin.acl_log()
+    assert not refused, f"commands refused to the app's user during {what}: {refused}"
+
+
+def test_operators_dead_letter_actions_run_as_the_acl_user(tmp_path, acl_redis, monkeypatch):
+    """The dashboard's requeue and delete, the console's retry (one job, and the jobs page's
+    bulk form) and the overview's "requeue all dead letters", each on a dead letter made by
+    a real worker, all as the app's ACL user: each takes effect in Redis, each requeued job
+    runs once more (counted by its timeline and by the actor), the deleted one never again,
+    each is audited, and ACL LOG stays empty."""
+    import dramatiq
+    from dramatiq import Message
+
+    from tests import acl_actors
+    from tests.runs import counts, read_runs
+
+    admin = acl_redis.client(decode_responses=True)
+    items = {"requeue": "pan duro", "delete": "leche agria", "retry": "arroz pasado", "bulk": "sopa fria",
+             "all": "queso rancio"}
+    admin.sadd(acl_actors.FAILING, *items.values())
+    app = _as_the_acl_user(monkeypatch, acl_redis)
+    worker = Worker(tmp_path, acl_redis.url, queues=("comer",), env=APP_ENV)
+    worker.argv[2:2] = ["tests.acl_actors"]  # dramatiq foodapp.worker tests.acl_actors ...
+    try:
+        worker.start()
+        broker = dramatiq.get_broker()
+        job = {name: broker.enqueue(Message(queue_name="comer", actor_name="flaky", args=(item,), kwargs={},
+                                            options={})).message_id for name, item in items.items()}
+        wait_until(lambda: all(_state(admin, job_id) == "dead" for job_id in job.values()), 60,
+                   f"the jobs to be dead letters\n{worker.output()[-3000:]}", interval=0.1)
+        assert counts(read_runs(admin, job.values())) == {job_id: 1 for job_id in job.values()}
+        # Each dead letter's redis message id (what the dashboard's forms name).
+        letters = {json.loads(admin.hget("dramatiq:comer.XQ.msgs", r))["message_id"]: r
+                   for r in admin.zrange("dramatiq:comer.XQ", 0, -1)}
+        rid = {name: letters[job_id] for name, job_id in job.items()}
+        admin.srem(acl_actors.FAILING, *(item for name, item in items.items() if name != "delete"))
+        _refused_nothing(admin, "the dead-lettering")
+
+        # The dashboard's own buttons: its CSRF token from the dead letter's page.
+        page = app.get(f"/jobs/queues/comer/failed/{rid['requeue']}", status=200)
+        token = re.search(r'name="__dd_csrf" value="(\w+)"', page.text).group(1)
+        app.post("/jobs/requeue-message", {"__dd_csrf": token, "queue": "comer.XQ", "id": rid["requeue"]}, status=302)
+        app.post("/jobs/delete-message", {"__dd_csrf": token, "queue": "comer.XQ", "id": rid["delete"]}, status=302)
+        for name in ("requeue", "delete"):
+            assert admin.zscore("dramatiq:comer.XQ", rid[name]) is None, name
+            assert not admin.hexists("dramatiq:comer.XQ.msgs", rid[name]), name
+        _refused_nothing(admin, "the dashboard's requeue and delete")
+
+        # The console: retry one job (as its scripts do), then one from the jobs page's bulk form.
+        answer = _console_post(app, f"/ops/api/jobs/{job['retry']}/retry")
+        assert answer.status_int == 200 and answer.json["ok"] and answer.json["state"] == "queued", answer.text
+        jobs_page = app.get("/ops/jobs", params={"item": items["bulk"]}, status=200)
+        form = jobs_page.forms["bulk"]
+        form.get("ids", index=0).value = job["bulk"]
+        assert form.submit("action", value="retry").status_int == 303
+        _refused_nothing(admin, "the console's retries")
+
+        # The overview's "Requeue all dead letters" of comer: what is left, the job "all".
+        assert admin.zrange("dramatiq:comer.XQ", 0, -1) == [rid["all"]]
+        overview = app.get("/ops", status=200)
+        form = next(f for f in overview.forms.values() if f.action.endswith("/comer/requeue-dead"))
+        assert form.submit().status_int == 303
+
+        requeued = [job[name] for name in ("requeue", "retry", "bulk", "all")]
+        wait_until(lambda: all(_state(admin, job_id) == "done" for job_id in requeued), 60,
+                   f"the requeued jobs to run\n{worker.output()[-3000:]}", interval=0.1)
+        wait_until(lambda: admin.llen("dramatiq:comer") == 0 and admin.hlen("dramatiq:comer.msgs") == 0, 30,
+                   "the requeued jobs' messages to be acknowledged")
+    finally:
+        worker.stop()
+    # Each requeued job ran once more, the deleted one never again: by its timeline and by
+    # the actor's own count.
+    assert counts(read_runs(admin, job.values())) == {**{job_id: 2 for job_id in requeued}, job["delete"]: 1}
+    assert {job_id: int(runs) for job_id, runs in admin.hgetall(acl_actors.RUNS).items()} == \
+        {**{job_id: 2 for job_id in requeued}, job["delete"]: 1}
+    assert _state(admin, job["delete"]) == "dead"
+    assert admin.zcard("dramatiq:comer.XQ") == 0 and admin.hlen("dramatiq:comer.XQ.msgs") == 0
+    entries = _audited(admin)
+    assert [entry["action"] for entry in entries] == [
+        "dashboard requeue", "dashboard delete", "retry job", "bulk retry", "requeue all dead letters"], entries
+    assert [entries[0]["job_id"], entries[1]["job_id"], entries[2]["job_id"], entries[3]["job_ids"]] == \
+        [job["requeue"], job["delete"], job["retry"], [job["bulk"]]]
+    assert entries[1]["removed"] is True and entries[4]["count"] == 1
+    _refused_nothing(admin, "the dead-letter actions")
+
+
+def test_operators_job_queue_and_periodic_actions_run_as_the_acl_user(tmp_path, acl_redis, monkeypatch):
+    """The console's cancel (a job page's form), run now (its script), bulk run now (JSON) and
+    bulk cancel (the jobs page's form, every job a search matches), queue pause, purge and
+    resume, the dashboard's Delete on a waiting job, and a periodic job's "run now" (twice,
+    with one Idempotency-Key), as the app's
+    ACL user with a real worker: each takes effect in Redis, what should run runs once, what
+    was cancelled or purged never, each is audited, and ACL LOG stays empty."""
+    from foodapp.jobs import status_key
+    from foodapp.periodic import PERIODIC
+    from tests.runs import counts, read_runs
+    from tests.test_queue_control import PAUSED_LOG
+
+    admin = acl_redis.client(decode_responses=True)
+    app = _as_the_acl_user(monkeypatch, acl_redis, FOODAPP_PERIODIC_JOBS='cena = 0 3 * * * comer ["cena"]')
+    worker = Worker(tmp_path, acl_redis.url, queues=("comer",), env=APP_ENV)
+    try:
+        worker.start()
+        later = {name: app.get(f"/comer/{item}?delay=300", status=202).json["job_id"] for name, item in (
+            ("cancel", "flan"), ("run_now", "tortilla"), ("bulk_a", "gazpacho"), ("bulk_b", "paella"),
+            ("search_a", "sopa fria"), ("search_b", "sopa fria"))}
+        assert {_state(admin, job_id) for job_id in later.values()} == {"scheduled"}
+
+        answer = _console_post(app, f"/ops/api/jobs/{later['run_now']}/run-now")
+        assert answer.status_int == 200 and answer.json["state"] == "queued", answer.text
+        answer = _console_post(app, "/ops/api/jobs/bulk", {"action": "run-now",
+                                                           "ids": [later["bulk_a"], later["bulk_b"]]})
+        assert answer.status_int == 200 and answer.json["done"] == 2, answer.text
+        # A job page's Cancel button (a form with the page's token), and the jobs page's bulk
+        # form on every scheduled job the search for "sopa fria" matches.
+        page = app.get(f"/ops/jobs/{later['cancel']}", status=200)
+        assert next(f for f in page.forms.values() if f.action.endswith("/cancel")).submit().status_int == 303
+        found = app.get("/ops/jobs", params={"item": "sopa fria", "state": "scheduled"}, status=200)
+        form = found.forms["bulk"]
+        form["scope"] = "search"
+        assert form.submit("action", value="cancel").status_int == 303
+        for name in ("cancel", "search_a", "search_b"):
+            assert _state(admin, later[name]) == "cancelled", name
+            assert not admin.hexists(status_key(later[name]), "delayed"), name
+        # The periodic page's "Run now", pressed twice with one key: one job.
+        periodic = re.search(r'data-csrf-token="([^"]+)"', app.get("/ops/periodic", status=200).text).group(1)
+        fired = [app.post("/ops/api/periodic/cena/run", headers={"X-CSRF-Token": periodic, "Idempotency-Key": "acl"},
+                          status="*") for _ in range(2)]
+        assert [f.status_int for f in fired] == [202, 202], [f.text for f in fired]
+        assert fired[0].json["job_id"] == fired[1].json["job_id"] and fired[1].json["replayed"] is True
+        ran = [later["run_now"], later["bulk_a"], later["bulk_b"], fired[0].json["job_id"]]
+        assert json.loads(admin.hget(PERIODIC, "last:cena"))["job_id"] == ran[-1]
+        wait_until(lambda: all(_state(admin, job_id) == "done" for job_id in ran), 60,
+                   f"run now's jobs to run\n{worker.output()[-3000:]}", interval=0.1)
+        _refused_nothing(admin, "the job actions and the periodic run now")
+
+        # Queue control: paused, three orders wait; the dashboard deletes one, the purge cancels
+        # the other two; resumed, an order runs.
+        answer = _console_post(app, "/ops/api/queues/comer/pause")
+        assert answer.status_int == 200, answer.text
+        assert json.loads(admin.hget("foodapp:paused", "comer"))["by"] == "anonymous"
+        wait_until(lambda: PAUSED_LOG.format("anonymous") in worker.output(), 30, "the worker to see the pause")
+        waiting = [app.get(f"/comer/{item}", status=202).json["job_id"] for item in ("pera", "kiwi", "uva")]
+        rids = admin.lrange("dramatiq:comer", 0, -1)
+        assert len(rids) == 3, rids
+        # The dashboard's Delete on a waiting job (its standard tab: a list, so LREM).
+        token = re.search(r'name="__dd_csrf" value="(\w+)"', app.get("/jobs/queues/comer", status=200).text).group(1)
+        app.post("/jobs/delete-message", {"__dd_csrf": token, "queue": "comer", "id": rids[2]}, status=302)
+        assert admin.lrange("dramatiq:comer", 0, -1) == rids[:2] and not admin.hexists("dramatiq:comer.msgs", rids[2])
+        answer = _console_post(app, "/ops/api/queues/comer/purge", {"confirm": "comer"})
+        assert answer.status_int == 200 and answer.json["purged"] == 2, answer.text
+        assert [_state(admin, job_id) for job_id in waiting[:2]] == ["cancelled", "cancelled"]
+        assert admin.llen("dramatiq:comer") == 0
+        answer = _console_post(app, "/ops/api/queues/comer/resume")
+        assert answer.status_int == 200 and answer.json["was_paused"]["by"] == "anonymous", answer.text
+        assert not admin.hexists("foodapp:paused", "comer")
+        after = app.get("/comer/postre", status=202).json["job_id"]
+        wait_until(lambda: _state(admin, after) == "done", 60, f"an order after the resume\n{worker.output()[-3000:]}",
+                   interval=0.1)
+    finally:
+        worker.stop()
+    cancelled = [later[name] for name in ("cancel", "search_a", "search_b")] + waiting[:2]
+    assert counts(read_runs(admin, ran + waiting + cancelled + [after])) == {
+        **{job_id: 1 for job_id in ran + [after]}, **{job_id: 0 for job_id in cancelled + waiting}}
+    assert {_state(admin, job_id) for job_id in cancelled} == {"cancelled"}
+    entries = _audited(admin)
+    assert [entry["action"] for entry in entries] == [
+        "run-now job", "bulk run-now", "cancel job", "bulk cancel", "run periodic job now", "pause queue",
+        "dashboard delete", "purge queue", "resume queue"], entries
+    assert entries[3]["count"] == 2 and entries[3]["query"] == {"item": "sopa fria", "state": "scheduled"}
+    assert (entries[6]["job_id"], entries[6]["removed"], entries[7]["count"]) == (waiting[2], True, 2)
+    _refused_nothing(admin, "the job actions, queue control and periodic run now")
