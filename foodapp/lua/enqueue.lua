@@ -13,7 +13,8 @@
 --
 -- A new job also goes into the console's search index (foodapp/search.py), here, in the
 -- same call: the sorted sets of recent job ids by enqueue time (all, per actor, per item),
--- each trimmed to the status ttl and to a most count, and expiring with the statuses.
+-- each trimmed to the status ttl and to a most count (once per call), and expiring with the
+-- statuses.
 -- A job's index score is its enqueue time in microseconds, raised if need be to just above
 -- the newest entry, so that jobs stored in the same microsecond (a menu) or by web hosts
 -- whose clocks differ still list in the order Redis stored them.
@@ -79,12 +80,17 @@ local function still_waiting_for(status, due)
     return not delayed or delayed == due
 end
 
+-- The index keys this call added to, each trimmed (by age and count) and given its ttl once,
+-- after the last job: a menu of 100 items trims each key once, not 100 times.
+local indexed, index_max = {}, 0
 local function index(key, job_id, score, max)
     redis.call("zadd", key, score, job_id)
-    redis.call("zremrangebyscore", key, "-inf", "(" .. tostring(tonumber(score) - tonumber(ttl)))
-    redis.call("zremrangebyrank", key, 0, -(max + 1))
-    redis.call("expire", key, ttl)
+    indexed[key] = true
+    index_max = max
 end
+
+-- How many jobs this call queued per queue: one wake token each, pushed once per queue.
+local woken = {}
 
 -- The score a new job is indexed under: ``given``, or just above the newest one indexed.
 local newest = nil
@@ -112,10 +118,7 @@ for i = 0, count - 1 do
         redis.call("hset", messages, rid, data)
         redis.call("rpush", queue, rid)
         if string.sub(queue, -3) ~= ".DQ" then
-            -- Wake one idle consumer of this queue (see FifoConsumer): a hint, bounded.
-            if redis.call("rpush", queue .. ".wake", 1) > 100 then
-                redis.call("ltrim", queue .. ".wake", -100, -1)
-            end
+            woken[queue] = (woken[queue] or 0) + 1
         end
         local record = cjson.decode(ARGV[a + 3])
         local fields = {}
@@ -144,6 +147,25 @@ for i = 0, count - 1 do
         end
         redis.call("expire", events, ttl)
         stored = stored + 1
+    end
+end
+
+-- Wake one idle consumer per job queued (see FifoConsumer): a hint, bounded to 100 tokens.
+for queue, jobs in pairs(woken) do
+    local tokens = {}
+    for n = 1, math.min(jobs, 100) do
+        tokens[n] = 1
+    end
+    if redis.call("rpush", queue .. ".wake", unpack(tokens)) > 100 then
+        redis.call("ltrim", queue .. ".wake", -100, -1)
+    end
+end
+if newest ~= nil then
+    local oldest = string.format("(%.6f", newest - tonumber(ttl))
+    for key in pairs(indexed) do
+        redis.call("zremrangebyscore", key, "-inf", oldest)
+        redis.call("zremrangebyrank", key, 0, -(index_max + 1))
+        redis.call("expire", key, ttl)
     end
 end
 return {"stored", tostring(stored)}
