@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 from dramatiq_dashboard import DashboardApp
 from dramatiq_dashboard.interface import RedisInterface, Worker
 
-from foodapp import ops
+from foodapp import ops, search
 from foodapp.security import Protected, audit, json_answer
 
 #: The dashboard's state-changing actions, recorded in the audit log.
@@ -179,6 +179,11 @@ class DashboardMount:
         if answered and answered[0].startswith(("200", "302")):
             removed = raw is not None and not self.broker.client.hexists(key, rid)
             job_id = json.loads(raw)["message_id"] if removed else None
+            if removed and action == "delete" and not queue.endswith(".XQ"):
+                # A waiting or delayed job whose message is gone will not run: its status
+                # says so (a deleted dead letter stays dead or failed, as it was).
+                search.act(self.broker, "cancel", [job_id], environ.get("REMOTE_USER") or "anonymous",
+                           via="dashboard delete")
             audit(self.broker.client, environ, f"dashboard {action}", queue=queue, job_id=job_id, removed=removed)
         return result
 

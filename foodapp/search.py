@@ -341,9 +341,9 @@ def _new_message(data, rid, queue_name, retry):
     return message.encode()
 
 
-def act(broker, action, job_ids, by, bulk=False):
-    """Do ``action`` to each of ``job_ids`` (unique, at most MAX_BULK); ``by`` goes in each
-    job's timeline. A list of Outcome, in order, and how many replicas confirmed (None
+def act(broker, action, job_ids, by, bulk=False, via=None):
+    """Do ``action`` to each of ``job_ids`` (unique, at most MAX_BULK); ``by`` (and ``via``,
+    what the action was done through, if not the console) goes in each job's timeline. A list of Outcome, in order, and how many replicas confirmed (None
     without replicas). Raises redis errors (nothing, or part, was done: each job's change
     is atomic and can be asked again)."""
     if action not in ACTIONS:
@@ -351,7 +351,7 @@ def act(broker, action, job_ids, by, bulk=False):
     client, ns, ttl = broker.client, broker.namespace, broker.settings.jobs_status_ttl
     at = jobs.now()
     event = jobs.encode({"event": {"cancel": "cancelled", "run-now": "run now", "retry": "retried"}[action],
-                         "at": at, "by": by, **({"bulk": True} if bulk else {})})
+                         "at": at, "by": by, **({"bulk": True} if bulk else {}), **({"via": via} if via else {})})
     plans = {}  # job id -> (keys, args) for jobaction.lua, or an Outcome already
     if action == "cancel":
         for job_id in job_ids:
