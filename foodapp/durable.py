@@ -68,6 +68,8 @@ def replicated(client, script, keys, args, replicas, timeout_ms, what):
 
 
 def is_retryable(error):
+    if isinstance(error, redis.AuthenticationError):
+        return False  # a wrong user or password (a ConnectionError to redis-py): no failover mends it
     return isinstance(error, RETRYABLE) or (
         isinstance(error, redis.ResponseError) and str(error).startswith(RETRYABLE_REPLIES)
     )

@@ -25,7 +25,11 @@ UNAVAILABLE = {
     "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
-COMMON = {"404": _error("No such route or object"), "503": UNAVAILABLE}
+SERVER_ERROR = _error(
+    "The server is misconfigured or failed: error \"redis_refused\" (the app's Redis user lacks a permission "
+    "this request needs, NOPERM: fix the Redis ACL), \"redis_login_failed\" (Redis refused the app's user or "
+    "password: nothing was done) or \"internal_error\" (in the log). Sending again does not help until it is fixed.")
+COMMON = {"404": _error("No such route or object"), "500": SERVER_ERROR, "503": UNAVAILABLE}
 
 
 def _idempotency(settings):

@@ -81,6 +81,32 @@ def enqueue_unavailable(exc, request):
     )
 
 
+@exception_view_config(redis.exceptions.NoPermissionError)
+def redis_refused(exc, request):
+    settings = request.registry.foodapp
+    log.error("Redis refused a command to user %r (NOPERM) on %s %s: %s",
+              settings.redis_username or "default", request.method, request.path, exc)
+    return json_error(
+        500, "redis_refused",
+        f"Redis ({describe(settings)}) refused a command to the app's user "
+        f"{settings.redis_username or 'default'!r} (NOPERM: {exc}); this request may not have been carried out, "
+        "or only in part. The app's Redis user lacks a permission it needs: add it to the Redis ACL "
+        "(deploy/redis/users.acl) and load it (ACL LOAD). Sending the request again fails the same way until then",
+    )
+
+
+@exception_view_config(redis.exceptions.AuthenticationError)
+def redis_login_failed(exc, request):
+    settings = request.registry.foodapp
+    log.error("Redis refused the login of user %r: %s", settings.redis_username or "default", exc)
+    return json_error(
+        500, "redis_login_failed",
+        f"Redis ({describe(settings)}) refused the login of user {settings.redis_username or 'default'!r}: {exc}. "
+        "Nothing was done. Set FOODAPP_REDIS_PASSWORD to that user's password and redis.username in the ini "
+        "to the user Redis knows (deploy/redis/users.acl), then restart the web processes",
+    )
+
+
 @exception_view_config(redis.RedisError)
 def redis_unavailable(exc, request):
     settings = request.registry.foodapp
