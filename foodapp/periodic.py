@@ -72,6 +72,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import redis
 from apscheduler.triggers.cron import CronTrigger
 
 log = logging.getLogger(__name__)
@@ -381,7 +382,12 @@ def run_now(broker, schedule, by, key=None):
         broker.enqueue_many([(_message(broker, schedule, job_id), None)], idempotency=idempotency)
     except Replay as replay:
         return json.loads(replay.answer), False
-    record_last(broker.client, broker.settings, schedule.name, record)
+    try:
+        record_last(broker.client, broker.settings, schedule.name, record)
+    except redis.RedisError as error:
+        # The job is stored: answered as such; only the console's "last run" lags.
+        log.warning("periodic job %s: job %s queued, but its last run was not recorded: %s",
+                    schedule.name, job_id, error)
     return record, True
 
 

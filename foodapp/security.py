@@ -194,13 +194,20 @@ class Protected:
 
 
 def audit(client, environ_or_user, action, **details):
-    """Record who did what to which job or queue, and when."""
+    """Record who did what to which job or queue, and when. Called once the action is done:
+    if Redis does not take the entry, the action stays done (and is answered so), and the
+    entry goes to the error log whole, so that it is not lost. True if Redis stored it."""
     user = environ_or_user if isinstance(environ_or_user, str) else environ_or_user.get("REMOTE_USER") or "anonymous"
-    entry = {"at": f"{time.time():.3f}", "user": user, "action": action, **details}
-    with client.pipeline(transaction=False) as pipe:
-        pipe.lpush(AUDIT, json.dumps(entry, ensure_ascii=False))
-        pipe.ltrim(AUDIT, 0, 9999)
-        pipe.execute()
+    entry = json.dumps({"at": f"{time.time():.3f}", "user": user, "action": action, **details}, ensure_ascii=False)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.lpush(AUDIT, entry)
+            pipe.ltrim(AUDIT, 0, 9999)
+            pipe.execute()
+    except redis.RedisError as error:
+        log.error("audit entry not stored in Redis (%s; the action was done): %s", error, entry)
+        return False
+    return True
 
 
 def audit_log(client, count=50):
