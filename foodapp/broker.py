@@ -108,6 +108,8 @@ def make_client(settings):
         )
         client = sentinel.master_for(settings.redis_master_name)
         return client
+    if settings.redis_url.startswith("unix:"):
+        options.pop("socket_keepalive")  # a TCP option: a Unix socket connection refuses it
     return redis.Redis.from_url(settings.redis_url, **options)
 
 

@@ -33,3 +33,4 @@ def test_a_wrong_redis_password_is_a_500_naming_the_setting(redis_server, redis_
     # not a 503 that says "send again".
     order = app.get("/comer/platano", status=500).json
     assert order["error"] == "redis_login_failed" and "Nothing was done" in order["message"], order
+

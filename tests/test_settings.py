@@ -151,3 +151,22 @@ def test_a_built_app_takes_its_settings_from_the_environment(redis_server, monke
     app.post_json("/menu", [{"comer": "pan"}] * 3, status=400)
     app.get("/comer/patata", status=400)
     app.get("/comer/pan", status=202)
+
+
+def test_a_unix_socket_redis_url_works(tmp_path, monkeypatch):
+    """redis.url = unix:///path/redis.sock (Redis on the same host, no TCP): make_client used
+    to pass TCP-only options (socket_keepalive) and every request failed with a TypeError."""
+    from tests.conftest import make_app
+    from tests.servers import RedisServer
+
+    socket_path = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path, extra=("--unixsocket", socket_path, "--unixsocketperm", "700"))
+    try:
+        server.start()
+        monkeypatch.setenv("FOODAPP_REDIS_URL", f"unix://{socket_path}?db=0")
+        app = make_app()
+        job_id = app.get("/comer/platano", status=202).json["job_id"]
+        assert app.get(f"/api/jobs/{job_id}", status=200).json["state"] == "queued"
+        assert server.client().llen("dramatiq:comer") == 1
+    finally:
+        server.stop()
