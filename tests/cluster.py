@@ -32,6 +32,7 @@ import redis
 
 from foodapp.dev import redis_server_binary
 from tests.netns import Network, free_subnet, ip
+from tests.sentinel import first_sync_at_once
 from tests.servers import Process, free_port, wait_until
 
 MASTER_NAME = "foodmaster"
@@ -272,7 +273,10 @@ class Cluster:
             self._net_up = True
             self.net.up()
         self.start_redis("A")
-        self.start_redis("B", replicaof="A")
+        with first_sync_at_once(self.redis("A")):
+            self.start_redis("B", replicaof="A")
+            wait_until(lambda: self.info("B").get("master_link_status") == "up", 30, "B's replica to sync",
+                       interval=0.1)
         for host in SENTINEL_HOSTS:
             self._start_sentinel(host)
         wait_until(lambda: self.healthy() == "A", 60,

@@ -11,6 +11,18 @@ from tests.servers import Process, RedisServer, free_port, wait_until
 MASTER_NAME = "foodmaster"
 
 
+@contextlib.contextmanager
+def first_sync_at_once(master):
+    """Within it, ``master`` (a redis client) starts a replica's full sync at once instead of
+    waiting repl-diskless-sync-delay (Redis' default: 5 s) for more replicas to join it.
+    For the setup's first sync only: the delay is put back afterwards, so every resync of a
+    failover or a rejoin runs with the configured one."""
+    delay = master.config_get("repl-diskless-sync-delay")["repl-diskless-sync-delay"]
+    master.config_set("repl-diskless-sync-delay", 0)
+    yield
+    master.config_set("repl-diskless-sync-delay", delay)
+
+
 class Sentinel(Process):
 
     def __init__(self, directory, master_port, down_after_ms, failover_timeout_ms):
@@ -48,9 +60,10 @@ class ReplicatedRedis:
 
     def start(self):
         self.master.start()
-        self.replica.start()
-        wait_until(lambda: self.replica.client().info("replication").get("master_link_status") == "up",
-                   20, "the replica to sync")
+        with first_sync_at_once(self.master.client()):
+            self.replica.start()
+            wait_until(lambda: self.replica.client().info("replication").get("master_link_status") == "up",
+                       20, "the replica to sync")
         for sentinel in self.sentinels:
             sentinel.start()
 

@@ -21,6 +21,7 @@ from tests.netns import Network, require_namespaces
 from tests.proxy import FrontProxy, require_haproxy
 from tests.runs import (assert_reruns_only_after_crashes, assert_reruns_only_at_kills, counts, merge, read_runs,
                         report)
+from tests.sentinel import first_sync_at_once
 from tests.servers import BIN, TESTING_INI, Process, http, wait_until
 
 pytestmark = pytest.mark.drill
@@ -84,8 +85,10 @@ class SeedProduction:
 
     def start(self):
         self._redis("A")
-        self._redis("B", "--replicaof", self.addr["A"], "6379")
-        wait_until(lambda: self.info("B").get("master_link_status") == "up", 30, "B's replica to sync")
+        wait_until(lambda: self.info("A").get("role") == "master", 30, "A's redis-server to answer")
+        with first_sync_at_once(self.redis("A")):
+            self._redis("B", "--replicaof", self.addr["A"], "6379")
+            wait_until(lambda: self.info("B").get("master_link_status") == "up", 30, "B's replica to sync")
         for host in "ABC":
             self._sentinel(host)
         wait_until(lambda: self._sentinels_agree(), 30, "the three sentinels to know each other", interval=0.2)
