@@ -79,7 +79,9 @@ def p99(seconds):
 
 
 def test_a_rolling_restart_of_the_web_behind_the_proxy_drops_no_request(tmp_path, redis_server):
-    host = Host(tmp_path, "a", redis_server.url, workers=2)
+    # Orders take no preparation time: what is tested is the web's restart, and the jobs of
+    # the thousands of orders sent meanwhile are then run (and counted) in seconds.
+    host = Host(tmp_path, "a", redis_server.url, workers=2, settings={"kitchen.preparation_seconds": "0"})
     socket_path = tmp_path / "haproxy.sock"
     proxy = FrontProxy(tmp_path, {f"hostA_{i}": f"127.0.0.1:{port}" for i, port in enumerate(host.web_ports)},
                        admin_socket=socket_path)
@@ -127,8 +129,10 @@ def test_a_rolling_restart_of_the_web_behind_the_proxy_drops_no_request(tmp_path
 
 
 def test_restarting_the_workers_under_load_loses_nothing_and_runs_nothing_twice(tmp_path, redis_server):
+    # 0.15 s an order: the four worker threads always have jobs in hand (300 orders are
+    # queued within a second or two), and the backlog outlasts both restarts.
     host = Host(tmp_path, "a", redis_server.url, workers=2, threads=2,
-                settings={"kitchen.preparation_seconds": "0.3"})
+                settings={"kitchen.preparation_seconds": "0.15"})
     try:
         host.start()
         traffic = Traffic(host.url, limit=300).start()
