@@ -208,12 +208,25 @@ class Cluster:
         """CONFIG SET replica-priority on ``host``'s server (HOST 0 reaches it, cut off or not)."""
         self.redis(host, socket_timeout=5).config_set("replica-priority", priority)
 
+    def in_sync(self, host, master):
+        """Whether ``host``'s server itself says it is ``master``'s replica, linked, in sync."""
+        info = self.info(host)
+        address, port = self.redis_addr[master]
+        return (info.get("role") == "slave" and info.get("master_link_status") == "up"
+                and info.get("master_sync_in_progress") in (0, "0")
+                and (info.get("master_host"), int(info.get("master_port", 0))) == (address, port))
+
     def rejoin(self, host, timeout=120, what=None):
         """``host``'s server (back with replica-priority 0) becomes the master's replica and
-        syncs; then it is made promotable again, and every Sentinel must see that."""
+        syncs; then it is made promotable again, and every Sentinel must see that.
+
+        Promotable again as soon as it holds the master's data, which its own INFO tells: the
+        Sentinels refresh a replica's INFO every 10 s, and waiting for them to see it in sync
+        while still unpromotable, then again to see its new priority, took two such rounds.
+        healthy() still waits for every Sentinel to see it in sync and promotable."""
         master = self.other(host)
         what = what or f"{host}'s redis-server to come back as {master}'s replica, in sync"
-        wait_until(lambda: self.healthy(promotable=False) == master, timeout, what, interval=0.2)
+        wait_until(lambda: self.in_sync(host, master), timeout, what, interval=0.2)
         self.set_priority(host, PRIORITY)
         wait_until(lambda: self.healthy() == master, 60,
                    f"the Sentinels to see {host}'s replica promotable again (replica-priority {PRIORITY})",
