@@ -77,3 +77,19 @@ def test_plain_lines_end_with_the_job_id_only_during_a_job():
     finally:
         JOB_ID.reset(token)
     assert line("after") == "INFO after"
+
+
+@pytest.mark.parametrize("ini", ["development.ini", "testing.ini", "production.ini"])
+def test_every_profiles_log_lines_carry_the_job_id(ini):
+    """make run's logs (development.ini) too, not only production's JSON and testing's lines:
+    each profile's formatters put the running job's id on what is logged during a job."""
+    import configparser
+    from pathlib import Path
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(Path(__file__).resolve().parent.parent / ini)
+    names = [name.strip() for name in parser["formatters"]["keys"].split(",")]
+    for name in names:
+        section = parser[f"formatter_{name}"]
+        carries = section.get("class") == "foodapp.logcontext.TextFormatter" or "job_id" in section.get("format", "")
+        assert carries, f"{ini} [formatter_{name}] does not show the job id (class TextFormatter, or %(job_id)s)"
