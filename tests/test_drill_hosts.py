@@ -70,14 +70,15 @@ class SeedProduction:
         text = re.sub(r"(?m)^listen = .*$", f"listen = {self.addr[host]}:8080", TESTING_INI.read_text())
         ini.write_text(set_ini(text, **{
             "enqueue.replicas": "1", "enqueue.retry_seconds": str(self.retry_seconds),
-            "enqueue.replica_timeout_ms": "500", "kitchen.preparation_seconds": "0.3",
+            "enqueue.replica_timeout_ms": "500", "kitchen.preparation_seconds": "0.15",
             "redis.socket_timeout": "1",
         }))
         env = {"FOODAPP_REDIS_SENTINELS": self.sentinels, "FOODAPP_INI": str(ini)}
         self._run(host, [BIN / "pserve", ini], "web", env)
-        # Four threads a worker process, as supervisor/production.conf runs them: the host
-        # left alone drains the drill's orders (0.3 s each) twice as fast as with two, and
-        # each host has more jobs in hand when it dies.
+        # Four threads a worker process, as supervisor/production.conf runs them, and orders
+        # of 0.15 s: the 400 orders come faster than the 16 threads take them, so every
+        # thread has a job in hand when its host dies, and the host left alone drains the
+        # rest in seconds.
         for i in range(2):
             self._run(host, [BIN / "dramatiq", "foodapp.worker", "--processes", "1", "--threads", "4",
                              "--worker-shutdown-timeout", "20000", "--queues", "comer", "beber", "batch"],
