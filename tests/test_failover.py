@@ -111,9 +111,15 @@ def master_kill_drill(tmp_path, replicated, *, orders, kill_after, settings, wor
         return Drill(web, results, killed_at[0], new_master, client, accepted, states,
                      runs.read_runs(client, accepted), processes)
     except BaseException:
-        for process in processes:
-            process.stop()
+        stop_together(processes)
         raise
+
+
+def stop_together(processes):
+    """Each process's own graceful stop (a Dramatiq worker's takes ~3 s), all at once."""
+    with ThreadPoolExecutor(max_workers=len(processes) or 1) as pool:
+        for stopped in [pool.submit(process.stop) for process in processes]:
+            stopped.result()
 
 
 def holding(client):
@@ -133,8 +139,7 @@ class Drill:
         self.accepted, self.states, self.runs, self.processes = accepted, states, runs, processes
 
     def stop(self):
-        for process in self.processes:
-            process.stop()
+        stop_together(self.processes)
 
     def check(self, down_after_ms):
         """Nothing lost, nothing stuck, nothing run twice but what was in flight at the kill."""
