@@ -64,6 +64,7 @@ setup(
         "console_scripts": [
             "foodapp = foodapp.cli:main",
             "foodapp-dev = foodapp.dev:main",
+            "foodapp-dev-web = foodapp.devweb:main",
             "foodapp-rolling-restart = foodapp.rolling:main",
             "foodapp-scheduler = foodapp.periodic:main",
         ],

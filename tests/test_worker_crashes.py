@@ -363,3 +363,42 @@ def test_a_reloads_signals_and_ctrl_c_stop_a_worker_process_once(tmp_path, redis
     finally:
         worker.stop()
         web.stop()
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(child) for child in f.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.parametrize("target", ["server process", "top process"])
+def test_make_run_brings_a_killed_web_process_back(tmp_path, monkeypatch, target):
+    """kill -9 of the waitress process under the reloader (what the OOM killer does), or of
+    the reloader itself: the web app answers again, and supervisorctl never says RUNNING
+    for a web program that serves nothing (the reloader used to wait for a file change)."""
+    monkeypatch.delenv("FOODAPP_REDIS_URL", raising=False)
+    stack = DevStack(tmp_path)
+    try:
+        stack.start()
+        state, top = stack.status()["web"]
+        assert state == "RUNNING"
+        [server] = wait_until(lambda: children(top), 30, "the web program's server process")
+        os.kill(server if target == "server process" else top, signal.SIGKILL)
+        killed_at = time.monotonic()
+        wait_until(lambda: not web_answers(stack.url), 30, "the killed web app to stop answering", interval=0.05)
+        wait_until(lambda: web_answers(stack.url), 60, f"the web app to answer again after kill -9 of its {target}\n"
+                   f"web's log ends:\n{stack.log('web')[-3000:]}", interval=0.1)
+        back = time.monotonic() - killed_at
+        code, _, body = http("POST", f"{stack.url}/comer/pepino", timeout=5)
+        assert code == 202, body
+        # Restarted by its reloader (same pid) or, its reloader killed, by supervisord (a
+        # new pid, STARTING for startsecs): RUNNING, and no process of it left orphaned.
+        wait_until(lambda: stack.status()["web"][0] == "RUNNING", 30, f"web RUNNING\n{stack.ctl('status')}")
+        assert not outside_supervisord(stack), [(pid, cmdline(pid)) for pid in outside_supervisord(stack)]
+        assert web_answers(stack.url)
+        print(f"\nmake run: kill -9 of the web {target}: answering again {back:.1f} s later")
+    finally:
+        stack.stop()
+    wait_until(lambda: not processes_with(stack.marker), 30, "every process of `make run` to exit")
