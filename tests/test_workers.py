@@ -167,8 +167,12 @@ def test_host_b_dies_and_host_a_runs_every_job_b_held(tmp_path, redis_server):
     a = Host(tmp_path, "a", redis_server.url, workers=2, settings={"kitchen.preparation_seconds": "3"})
     b = Host(tmp_path, "b", redis_server.url, workers=2, settings={"kitchen.preparation_seconds": "3"})
     try:
-        a.start()
-        b.start()
+        # Both hosts boot at the same time (each start is a wait of ~2.5 s for supervisord's
+        # startsecs), then each is waited for as before.
+        a.start(wait=False)
+        b.start(wait=False)
+        a.wait_running()
+        b.wait_running()
         # A's workers wait, so that B's take the first jobs.
         a.ctl("stop", "workers:*")
         job_ids = [order(b.url, queue, f"{queue}{i}") for i in range(4) for queue in ("comer", "beber")]
