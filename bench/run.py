@@ -374,6 +374,19 @@ def serve(here, ini, env, name):
     return web, url
 
 
+def settled(count, quiet=0.3, most=10):
+    """``count()`` once it has not changed for ``quiet`` seconds (at most ``most`` s)."""
+    deadline = time.monotonic() + most
+    value = count()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)  # a quiet period is what is waited for: no condition to poll
+        now = count()
+        if now == value:
+            return now
+        value = now
+    return value
+
+
 def http_compare(here, apps, env, profile, waits=None):
     """{name: (req/s, p99 ms)} of GET /comer/plato against each of ``apps`` ({name: ini}).
 
@@ -391,7 +404,9 @@ def http_compare(here, apps, env, profile, waits=None):
         for round_ in range(HTTP_ROUNDS):
             for name, (_, url) in webs.items():
                 with step(f"http: {profile}, {name}, round {round_ + 1}/{HTTP_ROUNDS}") as s:
-                    before = waits() if waits else 0
+                    # The app before may still be answering what the load generator sent
+                    # last (waitress queues requests): its WAITs are not this app's.
+                    before = settled(waits) if waits else 0
                     found[name].append(http_load(url, HTTP_SECONDS / HTTP_ROUNDS))
                     waited[name] += (waits() - before) if waits else 0
                     s["result"] = "{:.0f} req/s, p99 {:.2f} ms".format(*found[name][-1])

@@ -11,8 +11,11 @@ from dramatiq.brokers.redis import RedisBroker
 from pyramid.config import Configurator
 from pyramid.response import Response
 
+from bench.bare_app import same_interpreter
+
 
 def main(global_config, **settings):
+    same_interpreter(settings)  # as foodapp's web process: the same waitress, the same GIL hand-over
     broker = RedisBroker(url=os.environ["FOODAPP_REDIS_URL"])
     dramatiq.set_broker(broker)
 

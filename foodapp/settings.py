@@ -154,6 +154,10 @@ class Settings:
     orders_idempotency_ttl: int = 86400
     orders_proxy_retry_ttl: int = 300
     kitchen_preparation_seconds: float = 0.05
+    # How long a web process's thread may hold Python's GIL before another may take it
+    # (sys.setswitchinterval, ms; Python's default is 5): see foodapp/__init__.py. 0 leaves
+    # Python's default.
+    web_switch_interval_ms: float = 0.5
     reports_martini_limit: int = 2
     dashboard_enabled: bool = True
     dashboard_prefix: str = "/jobs"
@@ -197,6 +201,7 @@ _PARSERS = {
     "redis.sentinel_password": None,
     "redis.db": _int,
     "redis.socket_timeout": _float,
+    "web.switch_interval_ms": _float,
     "redis.namespace": None,
     "enqueue.replicas": _int,
     "enqueue.replica_timeout_ms": _int,
@@ -292,6 +297,11 @@ def _check(settings):
             f"setting enqueue.replica_timeout_ms ({settings.enqueue_replica_timeout_ms}) must be shorter than "
             f"redis.socket_timeout ({settings.redis_socket_timeout:g} s): a replica WAIT that outlasts the socket "
             "timeout ends in a connection error instead of an answer"
+        )
+    if not 0 <= settings.web_switch_interval_ms <= 1000:
+        raise SettingsError(
+            f"setting web.switch_interval_ms must be between 0 (Python's default, 5 ms) and 1000, "
+            f"got {settings.web_switch_interval_ms:g}"
         )
     if settings.workers_heartbeat_timeout <= 2 * settings.workers_heartbeat_interval:
         raise SettingsError(

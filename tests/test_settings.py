@@ -170,3 +170,27 @@ def test_a_unix_socket_redis_url_works(tmp_path, monkeypatch):
         assert server.client().llen("dramatiq:comer") == 1
     finally:
         server.stop()
+
+
+def test_a_web_process_hands_the_gil_over_sooner_and_the_setting_can_turn_it_off(redis_server, monkeypatch):
+    """web.switch_interval_ms (0.5 by default) is applied by the app factory; 0 leaves
+    Python's own interval; a value out of range is refused at start, naming the setting."""
+    import sys
+
+    from tests.conftest import make_app
+
+    before = sys.getswitchinterval()
+    monkeypatch.setenv("FOODAPP_REDIS_URL", redis_server.url)
+    try:
+        sys.setswitchinterval(0.005)
+        make_app()
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+        sys.setswitchinterval(0.005)
+        monkeypatch.setenv("FOODAPP_WEB_SWITCH_INTERVAL_MS", "0")
+        make_app()
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+        monkeypatch.setenv("FOODAPP_WEB_SWITCH_INTERVAL_MS", "-1")
+        with pytest.raises(SettingsError, match="web.switch_interval_ms"):
+            make_app()
+    finally:
+        sys.setswitchinterval(before)
