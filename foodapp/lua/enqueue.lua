@@ -83,10 +83,9 @@ end
 -- The index keys this call added to, each trimmed (by age and count) and given its ttl once,
 -- after the last job: a menu of 100 items trims each key once, not 100 times.
 local indexed, index_max = {}, 0
-local function index(key, job_id, score, max)
+local function index(key, job_id, score)
     redis.call("zadd", key, score, job_id)
     indexed[key] = true
-    index_max = max
 end
 
 -- How many jobs this call queued per queue: one wake token each, pushed once per queue.
@@ -134,12 +133,12 @@ for i = 0, count - 1 do
         end
         redis.call("expire", status, ttl)
         if options["index"] then
-            local job_id, max = record["job_id"], tonumber(options["max"])
-            local score = index_score(KEYS[k + 5], options["index"])
-            index(KEYS[k + 5], job_id, score, max)
-            index(KEYS[k + 6], job_id, score, max)
+            local job_id, score = record["job_id"], index_score(KEYS[k + 5], options["index"])
+            index_max = tonumber(options["max"])
+            index(KEYS[k + 5], job_id, score)
+            index(KEYS[k + 6], job_id, score)
             if options["item"] then
-                index(KEYS[k + 7], job_id, score, max)
+                index(KEYS[k + 7], job_id, score)
             end
         end
         if redis.call("rpush", events, event) > 100 then
