@@ -41,15 +41,17 @@ def delay_ms(params, max_seconds):
 #: web process dies with a request in its hands, the proxy sends it to another one, and this
 #: key makes that second try find the first one's job instead of making another.
 PROXY_RETRY_KEY = "X-Foodapp-Retry-Key"
+_PROXY_RETRY_ENVIRON = "HTTP_" + PROXY_RETRY_KEY.upper().replace("-", "_")
 
 
 def idempotency(request, answer, settings):
     """``(key, fingerprint, answer as JSON, ttl)`` for the Idempotency-Key header (or the
     front proxy's retry key, kept only ``orders.proxy_retry_ttl`` seconds), or None."""
-    key = request.headers.get("Idempotency-Key")
+    # From the WSGI environ: request.headers builds a header view per read.
+    key = request.environ.get("HTTP_IDEMPOTENCY_KEY")
     ttl = settings.orders_idempotency_ttl
     if key is None:
-        key = request.headers.get(PROXY_RETRY_KEY)
+        key = request.environ.get(_PROXY_RETRY_ENVIRON)
         if key is None or not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
             return None
         key, ttl = f"proxy:{key}", settings.orders_proxy_retry_ttl

@@ -23,6 +23,7 @@ Actions (``act``): cancel (scheduled, queued or retrying: it never runs), run no
 back to its queue). Each is one atomic script (foodapp/lua/jobaction.lua) per job; a list
 of jobs is done in at most three round trips, however long (``MAX_BULK`` at most).
 """
+import functools
 import hashlib
 import json
 import math
@@ -55,6 +56,7 @@ FIELDS = ("state", "queue", "actor", "args", "enqueued_at", "started_at", "finis
 _scripts = {}
 
 
+@functools.lru_cache(maxsize=4096)
 def index_key(kind, value):
     """The index of one actor or item: hashed, so any string makes a safe key name."""
     return f"{INDEX_PREFIX}{kind}:{hashlib.sha1(value.encode('utf-8'), usedforsecurity=False).hexdigest()}"

@@ -34,12 +34,13 @@
 --       idempotency key, if any; then the batch key, if any.
 -- ARGV: status ttl (s), message count, idempotency fingerprint ("" for none),
 --       idempotency ttl (s), answer to remember, batch record ("" for none); then for each
---       message: redis message id, message data, event (json), status fields (a json
---       object of strings), options (json: "index": enqueue time to index it under,
---       "max": the index's most count, "item": whether it has an item index, "due": the
---       id of the delayed message it moves on): five arguments per message.
+--       message: redis message id, message data, event (json), and one json array of its
+--       status fields (an object of strings) and its options (an object: "index": enqueue
+--       time to index it under, "max": the index's most count, "item": whether it has an
+--       item index, "due": the id of the delayed message it moves on): four arguments per
+--       message.
 -- Returns {"stored", n} | {"replay", answer} | {"conflict", ""}
-local PER_KEY, PER_ARG = 7, 5
+local PER_KEY, PER_ARG = 7, 4
 local ttl = ARGV[1]
 local count = tonumber(ARGV[2])
 local fingerprint = ARGV[3]
@@ -108,7 +109,7 @@ for i = 0, count - 1 do
     local queue, messages, status, events = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
     local a = 7 + i * PER_ARG
     local rid, data, event = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-    local options = cjson.decode(ARGV[a + 4])
+    local record, options = unpack(cjson.decode(ARGV[a + 3]))
     local moving = true
     if options["due"] then
         moving = still_waiting_for(status, options["due"])
@@ -119,7 +120,6 @@ for i = 0, count - 1 do
         if string.sub(queue, -3) ~= ".DQ" then
             woken[queue] = (woken[queue] or 0) + 1
         end
-        local record = cjson.decode(ARGV[a + 3])
         local fields = {}
         for name, value in pairs(record) do
             fields[#fields + 1] = name
