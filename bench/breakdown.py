@@ -1,7 +1,10 @@
 """`make breakdown`: where the time of an order and of a job goes, to read beside `make bench`.
 
-Three views, each on its own private redis-server (127.0.0.1, a free port):
+Four views, each on its own private redis-server (127.0.0.1, a free port):
 
+0. Instructions per request in the web process, counted by callgrind (bench/icount.py),
+   for a bare view, a send() view and foodapp's order and menu: a figure the machine's
+   load does not move (skipped without valgrind).
 1. In one process, no HTTP server: microseconds per request through the WSGI app for a
    bare Pyramid view, a view calling plain Dramatiq's send(), and foodapp's /comer/<item>
    and /menu; and per enqueue call, foodapp's enqueue_many against Dramatiq's enqueue.
@@ -135,8 +138,34 @@ def drain(tmp, kind, jobs=10000):
             server.stop()
 
 
+def instructions(tmp):
+    """Section 0: instructions per request (callgrind), when valgrind is installed."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bench import icount
+
+    if not shutil.which("valgrind"):
+        print("0. skipped: instructions per request need valgrind (apt-get install valgrind)\n")
+        return
+    server = RedisServer(tmp).start()
+    try:
+        wait_until(server.answers, 10, "redis-server")
+        with ThreadPoolExecutor(2) as pool:  # two valgrinds at once: about two minutes
+            counts = dict(zip(icount.WHAT, pool.map(lambda what: icount.per_request(server.url, what), icount.WHAT)))
+    finally:
+        server.stop()
+    print("0. instructions per request in the web process (callgrind; user space, no HTTP server)")
+    for what, label in (("bare", "bare Pyramid view"), ("send", "view calling Dramatiq send()"),
+                        ("comer", "foodapp GET /comer/plato"), ("menu", "foodapp POST /menu, 100 items")):
+        print(f"   {label:40s} {counts[what]:12,.0f}")
+    print(f"   foodapp order / send() view: {counts['comer'] / counts['send']:.2f}; "
+          f"a menu item / send() view: {counts['menu'] / 100 / counts['send']:.2f}\n")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="foodapp-profile-")
+    instructions(tmp)
     web(tmp)
     print("\n3. a drain of 10000 no-op jobs by 1 process with 4 threads, seen from Redis")
     for kind in ("foodapp", "plain"):
