@@ -30,9 +30,9 @@ from dramatiq.middleware import (
 )
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from foodapp import enqueues, jobs, search
+from foodapp import jobs, search
 from foodapp.consumer import FifoConsumer, Holdings
-from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable
+from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable, replicated
 from foodapp.heartbeat import Heartbeat
 from foodapp.replicas import ReplicaPolicy
 from foodapp.status import JobStatus
@@ -148,8 +148,6 @@ class FoodBroker(RedisBroker):
         self.jobs = jobs.JobStore(client, settings.jobs_status_ttl)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._enqueue = client.register_script(jobs.lua("enqueue"))
-        # Concurrent requests' stores go in one call (foodapp/enqueues.py).
-        self._enqueues = enqueues.EnqueueGroups(client, self._enqueue, client.register_script(enqueues.script()))
         self.requeue_script = client.register_script(jobs.lua("requeue"))
         self.holdings = Holdings()
         self.replicas = ReplicaPolicy(settings, client)
@@ -310,8 +308,7 @@ class FoodBroker(RedisBroker):
                 # Tried before: the master may be a new one. Load our script first (a
                 # promoted replica has none), and ask the Sentinels how many replicas it
                 # has, so neither costs this attempt a whole replica WAIT timeout.
-                for script in (self._enqueue, self._enqueues.grouped):
-                    script.sha = self.client.script_load(script.script)
+                self._enqueue.sha = self.client.script_load(self._enqueue.script)
                 self.replicas.refresh()
             return self._store_once(keys, args)
 
@@ -344,7 +341,8 @@ class FoodBroker(RedisBroker):
                 pause = min(pause * 2, 0.5)
 
     def _store_once(self, keys, args):
-        return self._enqueues.store(keys, args, self.replicas.required(), self.settings.enqueue_replica_timeout_ms)
+        return replicated(self.client, self._enqueue, keys, args, self.replicas.required(),
+                          self.settings.enqueue_replica_timeout_ms, "the job")
 
 
 class _RedisMessageIds:
