@@ -6,15 +6,17 @@
 -- functions `transition`, `start` and `finish`.
 --
 -- KEYS: every write's keys, one write after the other
--- ARGV[1]: JSON, for each write: [its kind ("start" or "finish"), how many keys it has, its
---          arguments]. One argument for the group, not one per field: redis-py spends far
---          more packing many small arguments than json does encoding them.
+-- ARGV: for each write, one after the other: its kind ("start" or "finish"), how many keys
+--       it has, how many arguments, then its arguments. Flat strings, not one JSON argument:
+--       a cjson decode cost Redis more than the commands it carried, and a number it made
+--       had to be turned back into a string by every command that took it.
 -- Returns each write's reply, in order.
 local replies = {}
-local k = 1
-for _, write in ipairs(cjson.decode(ARGV[1])) do
-    local kind, nkeys, args = write[1], write[2], write[3]
+local k, a, last = 1, 1, #ARGV
+while a <= last do
+    local kind, nkeys, nargs = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local keys = {unpack(KEYS, k, k + nkeys - 1)}
+    local args = {unpack(ARGV, a + 3, a + 2 + nargs)}
     if kind == "start" then
         replies[#replies + 1] = start(keys, args)
     elseif kind == "finish" then
@@ -23,5 +25,6 @@ for _, write in ipairs(cjson.decode(ARGV[1])) do
         return redis.error_reply("commit.lua: unknown write " .. tostring(kind))
     end
     k = k + nkeys
+    a = a + 3 + nargs
 end
 return replies
