@@ -81,6 +81,13 @@ def iso(epoch):
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: What every start of a worker process writes: (worker, worker_name, worker_pid) -> (its
+#: event's tail, its fields); what every done of a queue names: queue -> (its outcome
+#: field, its histogram key). Made once (JobStore.running, JobStore.done).
+_RUNNING_PARTS = {}
+_DONE_PARTS = {}
+
+
 class JobStore:
     """Reads and writes job status records; one per broker."""
 
@@ -115,6 +122,38 @@ class JobStore:
         args = [self.ttl, only_from, only_worker, event, len(counts), *increments,
                 *flatten({"state": state, **fields})]
         return [status_key(job_id), events_key(job_id)], args
+
+    def running(self, job_id, started_at, worker, worker_name, worker_pid, retries, delivery):
+        """``change(job_id, "running", event="started", started_at=..., worker=..., ...)``, the
+        same keys and arguments, built for the worker's hot path: what is the same for every
+        start of a worker process (its fields, its event's tail) is made once."""
+        parts = _RUNNING_PARTS.get((worker, worker_name, worker_pid))
+        if parts is None:
+            parts = _RUNNING_PARTS[(worker, worker_name, worker_pid)] = (
+                "," + encode({"worker_name": worker_name})[1:] if worker_name else "}",
+                flatten({"worker": worker, "worker_name": worker_name, "worker_pid": worker_pid}))
+        tail, fields = parts
+        event = f'{{"event":"started","at":"{started_at}"{tail}'
+        return [f"{STATUS_PREFIX}{job_id}", f"{STATUS_PREFIX}{job_id}:events"], [
+            self.ttl, "", "", event, 0, "state", "running", "started_at", started_at, *fields,
+            "retries", retries, "delivery", delivery]
+
+    def done(self, job_id, worker, queue, seconds, result):
+        """``change(job_id, "done", event="done", only_from="running", only_worker=worker,
+        counts=[*outcome(queue, "done"), *duration(queue, seconds)], finished_at=now(),
+        result=encode(result))``, the same keys and arguments, built for the worker's hot
+        path: one clock reading for the finish and its minute, the queue's keys made once."""
+        at = time.time()
+        finished_at = f"{at:.3f}"
+        parts = _DONE_PARTS.get(queue)
+        if parts is None:
+            parts = _DONE_PARTS[queue] = (f"{queue}:done", f"{DURATIONS_PREFIX}{queue}")
+        field, durations = parts
+        return [f"{STATUS_PREFIX}{job_id}", f"{STATUS_PREFIX}{job_id}:events"], [
+            self.ttl, "running", worker, f'{{"event":"done","at":"{finished_at}"}}', 5,
+            STATS, field, 1, f"{MINUTE_PREFIX}{int(at // 60)}", field, 1,
+            durations, _bucket(seconds), 1, durations, "sum", f"{seconds:.6f}", durations, "count", 1,
+            "state", "done", "finished_at", finished_at, "result", "null" if result is None else encode(result)]
 
     def start(self, acks_key, redis_message_id, delivery, change, replicas, timeout_ms, messages_key=None):
         """Mark a job running if its message is still in ``acks_key`` (start.lua): 1, else -1;
@@ -192,5 +231,15 @@ def outcome(queue, name):
 def duration(queue, seconds):
     """The increments that put one run time in its queue's histogram."""
     key = f"{DURATIONS_PREFIX}{queue}"
-    bucket = next((f"{bound:g}" for bound in DURATION_BUCKETS if seconds <= bound), "+Inf")
-    return [(key, bucket, 1), (key, "sum", f"{seconds:.6f}"), (key, "count", 1)]
+    return [(key, _bucket(seconds), 1), (key, "sum", f"{seconds:.6f}"), (key, "count", 1)]
+
+
+_BUCKETS = tuple((bound, f"{bound:g}") for bound in DURATION_BUCKETS)
+
+
+def _bucket(seconds):
+    """The histogram field a run time goes in: its bucket's upper bound, as the metrics name it."""
+    for bound, name in _BUCKETS:
+        if seconds <= bound:
+            return name
+    return "+Inf"

@@ -9,14 +9,16 @@
 --       (hash, field, amount) for each increment, status field/value pairs...
 if ARGV[2] ~= "" then
     local state = redis.call("hget", KEYS[1], "state")
-    local allowed = false
-    for s in string.gmatch(ARGV[2], "[^,]+") do
-        if s == state then
-            allowed = true
+    if state ~= ARGV[2] then  -- one allowed state (a done: "running") needs no list
+        local allowed = false
+        for s in string.gmatch(ARGV[2], "[^,]+") do
+            if s == state then
+                allowed = true
+            end
         end
-    end
-    if not allowed then
-        return 0
+        if not allowed then
+            return 0
+        end
     end
 end
 if ARGV[3] ~= "" and redis.call("hget", KEYS[1], "worker") ~= ARGV[3] then
@@ -27,13 +29,17 @@ local increments = tonumber(ARGV[5])
 for i = 0, increments - 1 do
     local counter = ARGV[6 + i * 3]
     local amount = ARGV[8 + i * 3]
+    local counted
     if string.find(amount, ".", 1, true) then
         redis.call("hincrbyfloat", counter, ARGV[7 + i * 3], amount)
     else
-        redis.call("hincrby", counter, ARGV[7 + i * 3], amount)
+        counted = redis.call("hincrby", counter, ARGV[7 + i * 3], amount)
     end
-    if string.find(counter, ":minute:", 1, true) then
-        redis.call("expire", counter, 7200)  -- per-minute counts: the last two hours
+    -- Per-minute counts: the last two hours. Set when a field is new (its count is this
+    -- amount), which a new hash always is; not at every job: a minute's hash lives long
+    -- after its minute, and an EXPIRE cost a done more than any increment but a float's.
+    if string.find(counter, ":minute:", 1, true) and (counted == nil or counted == tonumber(amount)) then
+        redis.call("expire", counter, 7200)
     end
 end
 redis.call("hset", KEYS[1], unpack(ARGV, 6 + increments * 3))
