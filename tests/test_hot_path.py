@@ -1,11 +1,13 @@
-"""The worker's hot path (JobStore.running and JobStore.done) builds the same writes as the
-general code it stands in for, and per-minute counts keep their expiry."""
+"""The worker's hot path (JobStore.running and JobStore.done, FifoMessageProxy) builds the same
+writes and answers the same questions as the general code it stands in for."""
 import time
 from unittest import mock
 
 import pytest
+from dramatiq import Message
 
 from foodapp import jobs
+from foodapp.consumer import FifoMessageProxy
 
 
 class _Store(jobs.JobStore):
@@ -39,6 +41,20 @@ def test_every_bucket_is_the_first_bound_at_or_above_the_run_time():
     for seconds in (0, 0.005, 0.0051, 0.3, 299.9, 300.0, 300.1, 1e9):
         expected = next((f"{bound:g}" for bound in jobs.DURATION_BUCKETS if seconds <= bound), "+Inf")
         assert jobs.duration("q", seconds)[0] == (f"{jobs.DURATIONS_PREFIX}q", expected, 1)
+
+
+def test_a_proxy_reads_its_message_and_compares_by_fetch_order():
+    message = Message(queue_name="comer", actor_name="comer", args=("plato",), kwargs={}, options={"retries": 1})
+    first, second = FifoMessageProxy(message), FifoMessageProxy(message.copy())
+    for name in ("queue_name", "actor_name", "args", "kwargs", "options", "message_id", "message_timestamp"):
+        assert getattr(first, name) == getattr(message, name)
+    first.options["retries"] = 2  # Retries changes the message's own options
+    assert message.options["retries"] == 2
+    assert first < second and not second < first
+    assert first != second and first == first
+    assert (0, first) < (0, second)  # what Dramatiq's work queue compares
+    assert FifoMessageProxy(message, fetched=first._fetched) == first  # handed back, handed out again
+    assert first == message  # a proxy still equals its message, as Dramatiq's do
 
 
 def test_per_minute_counts_keep_their_expiry_without_an_expire_per_job(redis_server, redis_client):
