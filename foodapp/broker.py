@@ -148,6 +148,7 @@ class FoodBroker(RedisBroker):
         self.jobs = jobs.JobStore(client, settings.jobs_status_ttl)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._enqueue = client.register_script(jobs.lua("enqueue"))
+        self._index_writes = itertools.count()  # this process's enqueue calls: which ones trim the index
         self.requeue_script = client.register_script(jobs.lua("requeue"))
         self.holdings = Holdings()
         self.replicas = ReplicaPolicy(settings, client)
@@ -231,9 +232,10 @@ class FoodBroker(RedisBroker):
 
         for message, delay, _ in prepared:
             self.emit_before("enqueue", message, delay)
+        trim = next(self._index_writes) % INDEX_TRIM_EVERY == 0
         keys, args = [], []
         for message, delay, redelivered in prepared:
-            message_keys, message_args = self._record(message, delay, redelivered)
+            message_keys, message_args = self._record(message, delay, redelivered, trim)
             keys += message_keys
             args += message_args
         fingerprint, answer, batch, idempotency_ttl = "", "", "", 0
@@ -254,11 +256,12 @@ class FoodBroker(RedisBroker):
             self.emit_after("enqueue", message, delay)
         return [message for message, _, _ in prepared]
 
-    def _record(self, message, delay, redelivered):
+    def _record(self, message, delay, redelivered, trim=True):
         """The keys and arguments enqueue.lua takes for one message.
 
         ``redelivered``: the redis message id it was stored under before (or False). A new
-        job goes into the console's search index (foodapp/search.py); a due message moves on
+        job goes into the console's search index (foodapp/search.py), whose keys this call
+        trims if ``trim``; a due message moves on
         only if its job still waits for that delayed copy (enqueue.lua: never after a cancel
         or a "run now")."""
         retries = message.options.get("retries", 0)
@@ -296,7 +299,8 @@ class FoodBroker(RedisBroker):
         if redelivered:
             options = {"due": redelivered} if event_name == "due" else {}
         else:
-            options = {"index": f"{time.time():.6f}", "max": self.settings.ops_index_max_jobs, "item": item is not None}
+            options = {"index": f"{time.time():.6f}", "max": self.settings.ops_index_max_jobs, "item": item is not None,
+                       "trim": trim}
         return keys, [message.options["redis_message_id"], encode_message(message), event,
                       jobs.encode([fields, options])]
 
@@ -343,6 +347,13 @@ class FoodBroker(RedisBroker):
     def _store_once(self, keys, args):
         return replicated(self.client, self._enqueue, keys, args, self.replicas.required(),
                           self.settings.enqueue_replica_timeout_ms, "the job")
+
+
+#: One enqueue call in this many (and a process's first) trims the search index keys it
+#: writes, by age and count: two commands a key, the most of what the index cost Redis per
+#: order. So a key is trimmed in about one write in 64, and holds about that many jobs more
+#: than ops.index_max_jobs, and entries of expired jobs (which a search skips), until then.
+INDEX_TRIM_EVERY = 64
 
 
 class _RedisMessageIds:

@@ -8,9 +8,11 @@ trip) is three kinds of sorted sets of job ids scored by enqueue time (epoch sec
   item>``: a job's actor, and its item (its first argument, when that is a string of at
   most ``MAX_ITEM`` characters). Hashed, so any item makes a safe key name.
 
-Each is trimmed, on every write to it, to the jobs of the last ``jobs.status_ttl`` seconds
-(older statuses are gone anyway) and to the ``ops.index_max_jobs`` most recent, and expires
-``jobs.status_ttl`` after its last write. So memory is bounded, never ``KEYS`` or ``SCAN``.
+Each expires ``jobs.status_ttl`` after its last write, and is trimmed, in about one write
+in 64 (``broker.INDEX_TRIM_EVERY``: trimming was most of what the index cost Redis per
+order), to the jobs of the last ``jobs.status_ttl`` seconds (older statuses are gone anyway,
+and a search skips them) and to the ``ops.index_max_jobs`` most recent. So memory is
+bounded, never ``KEYS`` or ``SCAN``.
 
 A search reads candidates from the narrowest index that fits (item, else actor, else all),
 newest first, within the time range, and checks each against the other filters with the

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from foodapp import broker as broker_module
 from foodapp import jobs, search
 from tests.conftest import make_app
 
@@ -93,13 +94,20 @@ def test_any_item_makes_a_safe_index_key_and_is_found_exactly(app, item):
 
 
 def test_the_index_keeps_jobs_for_the_status_ttl_and_at_most_the_configured_count(redis_server, monkeypatch):
+    """Trimmed in one enqueue call in INDEX_TRIM_EVERY (a process's first included), so a key
+    holds at most that many jobs more than the most between two trims."""
     monkeypatch.setenv("FOODAPP_REDIS_URL", redis_server.url)
+    monkeypatch.setattr(broker_module, "INDEX_TRIM_EVERY", 4)
     app = make_app(**{"ops.index_max_jobs": "5"})
     client = redis_server.client()
-    # One entry older than the status ttl (86400 s in testing.ini): the next enqueue trims it.
+    # One entry older than the status ttl (86400 s in testing.ini): the first enqueue trims it.
     fill(client, 1, at=time.time() - 86400 - 60)
     assert client.zcard(search.INDEX) == 1
-    made = [app.get(f"/comer/plato{n}", status=202).json["job_id"] for n in range(8)]
+    made = [app.get("/comer/plato0", status=202).json["job_id"]]
+    assert client.zrange(search.INDEX, 0, -1) == [made[0].encode()]
+    made += [app.get(f"/comer/plato{n}", status=202).json["job_id"] for n in range(1, 8)]
+    assert client.zcard(search.INDEX) == 8  # the 5th call trimmed to 5; three more since
+    made.append(app.get("/comer/plato8", status=202).json["job_id"])  # the 9th trims
     assert client.zcard(search.INDEX) == 5
     kept = {member.decode() for member in client.zrange(search.INDEX, 0, -1)}
     assert kept <= set(made) and made[-1] in kept

@@ -13,8 +13,9 @@
 --
 -- A new job also goes into the console's search index (foodapp/search.py), here, in the
 -- same call: the sorted sets of recent job ids by enqueue time (all, per actor, per item),
--- each trimmed to the status ttl and to a most count (once per call), and expiring with the
--- statuses.
+-- each expiring with the statuses, and trimmed to the status ttl and to a most count in the
+-- calls the web process marks ("trim" in a job's options: one call in INDEX_TRIM_EVERY, and
+-- its first; foodapp/broker.py). Trimming costs two commands per key, the most of the index.
 -- A job's index score is its enqueue time in microseconds, raised if need be to just above
 -- the newest entry, so that jobs stored in the same microsecond (a menu) or by web hosts
 -- whose clocks differ still list in the order Redis stored them.
@@ -37,8 +38,8 @@
 --       message: redis message id, message data, event (json), and one json array of its
 --       status fields (an object of strings) and its options (an object: "index": enqueue
 --       time to index it under, "max": the index's most count, "item": whether it has an
---       item index, "due": the id of the delayed message it moves on): four arguments per
---       message.
+--       item index, "trim": whether this call trims the index keys it writes, "due": the id
+--       of the delayed message it moves on): four arguments per message.
 -- Returns {"stored", n} | {"replay", answer} | {"conflict", ""}
 local PER_KEY, PER_ARG = 7, 4
 local ttl = ARGV[1]
@@ -83,7 +84,7 @@ end
 
 -- The index keys this call added to, each trimmed (by age and count) and given its ttl once,
 -- after the last job: a menu of 100 items trims each key once, not 100 times.
-local indexed, index_max = {}, 0
+local indexed, index_max, trim = {}, 0, false
 local function index(key, job_id, score)
     redis.call("zadd", key, score, job_id)
     indexed[key] = true
@@ -135,6 +136,7 @@ for i = 0, count - 1 do
         if options["index"] then
             local job_id, score = record["job_id"], index_score(KEYS[k + 5], options["index"])
             index_max = tonumber(options["max"])
+            trim = trim or options["trim"] == true
             index(KEYS[k + 5], job_id, score)
             index(KEYS[k + 6], job_id, score)
             if options["item"] then
@@ -162,8 +164,10 @@ end
 if newest ~= nil then
     local oldest = string.format("(%.6f", newest - tonumber(ttl))
     for key in pairs(indexed) do
-        redis.call("zremrangebyscore", key, "-inf", oldest)
-        redis.call("zremrangebyrank", key, 0, -(index_max + 1))
+        if trim then
+            redis.call("zremrangebyscore", key, "-inf", oldest)
+            redis.call("zremrangebyrank", key, 0, -(index_max + 1))
+        end
         redis.call("expire", key, ttl)
     end
 end
