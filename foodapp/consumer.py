@@ -194,6 +194,8 @@ class FifoConsumer(_RedisConsumer):
         self._pause_due = 0.0  # time.monotonic() when the pause must be read again
         self._numbers = {}  # message id -> fetch number, of messages handed back by the gate
         self._fetch_script = self.broker.client.register_script(jobs.lua("fetch"))
+        # The last fetch of this (not delayed) queue left it empty (fetch.lua says so).
+        self._emptied = False
 
     def _wake_if_room(self):
         """A worker thread is done with a message: wake the consumer if it may fetch now,
@@ -323,11 +325,15 @@ class FifoConsumer(_RedisConsumer):
 
     def _taken(self, reply):
         """The messages' data in a fetch's reply; fetch.lua's reply also says whether the
-        queue is paused (its first element), which is noted (Pauses)."""
+        queue is paused (its first element), which is noted (Pauses), and how many messages
+        it left in the queue (none: the fetch emptied it, noted for __next__)."""
         if self._delay_queue:
             return reply
         self._note_pause(decode_pause(reply[0]) if reply[0] else None)
-        return reply[1:]
+        if len(reply) < 2:
+            return []  # paused: nothing taken
+        self._emptied = reply[1] == 0
+        return reply[2:]
 
     def _fetch(self, count):
         replicas = self.broker.replicas.required()
@@ -511,12 +517,23 @@ class FifoConsumer(_RedisConsumer):
                     time.sleep(backoff_ms / 1000)
                     return None
 
-                self.message_cache = self._fetch(self.prefetch - self.outstanding_message_count)
+                count = self.prefetch - self.outstanding_message_count
+                if self._emptied:
+                    # The last fetch left the queue empty. Whatever came since left a wake
+                    # token (enqueue.lua, requeue.lua and jobaction.lua push one), so the BLPOP
+                    # returns at once and the fetch behind it takes it: no direct fetch first,
+                    # a round trip (and the GIL) taken from the job this consumer just handed
+                    # out, as it starts.
+                    self.message_cache = self._wake_and_fetch(count)
+                    if not self.message_cache:
+                        return None
+                    continue
+                self.message_cache = self._fetch(count)
                 if not self.message_cache and not self._paused():
                     # The queue is empty: block until an enqueue wakes us (enqueue.lua pushes
                     # a token per job) or the idle timeout passes, instead of Dramatiq's
                     # sleep-and-poll, which makes a job wait up to a second for an idle worker.
-                    self.message_cache = self._wake_and_fetch(self.prefetch - self.outstanding_message_count)
+                    self.message_cache = self._wake_and_fetch(count)
                     if not self.message_cache:
                         return None
         except redis.ConnectionError as error:

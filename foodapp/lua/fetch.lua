@@ -12,20 +12,25 @@
 --       the heartbeats sorted set, the paused-queues hash
 -- ARGV: count, now (ms), worker id, queue name
 -- Returns {pause} where pause is the paused hash's value (JSON {by, at}) when the queue is
--- paused, else {"", data...}: the data of each message taken (false for one whose data is
--- missing, as Dramatiq's HMGET answers).
+-- paused, else {"", left, data...}: how many messages are left in the queue (0: this fetch
+-- emptied it, and the consumer waits on the wake list next instead of fetching again), then
+-- the data of each message taken (false for one whose data is missing, as Dramatiq's HMGET
+-- answers).
 redis.call("zadd", KEYS[4], ARGV[2], ARGV[3])
 local pause = redis.call("hget", KEYS[5], ARGV[4])
 if pause then
     return {pause}
 end
-local taken = {""}
+local taken = {"", 0}
+local left = nil  -- unknown until an LPOP finds the queue empty
 for _ = 1, tonumber(ARGV[1]) do
     local rid = redis.call("lpop", KEYS[1])
     if not rid then
+        left = 0
         break
     end
     redis.call("sadd", KEYS[3], rid)
     taken[#taken + 1] = redis.call("hget", KEYS[2], rid)
 end
+taken[2] = left or redis.call("llen", KEYS[1])
 return taken
