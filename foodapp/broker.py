@@ -274,35 +274,29 @@ class FoodBroker(RedisBroker):
         else:
             state = event_name = "queued"
         at = jobs.now()
-        fields = {
-            "state": state,
-            "job_id": message.message_id,
-            "queue": message.queue_name.removesuffix(".DQ"),
-            "actor": message.actor_name,
-            "args": jobs.encode(message.args),
-            "retries": str(retries),
-        }
+        # enqueue.lua's status fields as name, value pairs, the job id first.
+        fields = ["job_id", message.message_id, "state", state, "queue", message.queue_name.removesuffix(".DQ"),
+                  "actor", message.actor_name, "args", jobs.encode(message.args), "retries", str(retries)]
         if message.kwargs:
-            fields["kwargs"] = jobs.encode(message.kwargs)
+            fields += ["kwargs", jobs.encode(message.kwargs)]
         if not redelivered:
-            fields["enqueued_at"] = at
+            fields += ["enqueued_at", at]
         # The event's JSON written out: its values are a word and numbers, nothing to escape.
         if delay is not None:
-            fields["eta"] = f"{message.options['eta'] / 1000:.3f}"
-            event = f'{{"event":"{event_name}","at":"{at}","eta":"{fields["eta"]}"}}'
+            eta = f"{message.options['eta'] / 1000:.3f}"
+            fields += ["eta", eta]
+            event = f'{{"event":"{event_name}","at":"{at}","eta":"{eta}"}}'
         else:
             event = f'{{"event":"{event_name}","at":"{at}"}}'
         queue_key = f"{self.namespace}:{message.queue_name}"
         keys = [queue_key, f"{queue_key}.msgs", jobs.status_key(message.message_id), jobs.events_key(message.message_id)]
         item = search.item_of(message.args)
         keys += search.index_keys(message.actor_name, item)
-        if redelivered:
-            options = {"due": redelivered} if event_name == "due" else {}
-        else:
-            options = {"index": f"{time.time():.6f}", "max": self.settings.ops_index_max_jobs, "item": item is not None,
-                       "trim": trim}
-        return keys, [message.options["redis_message_id"], encode_message(message), event,
-                      jobs.encode([fields, options])]
+        due = redelivered if redelivered and event_name == "due" else ""
+        index_at = "" if redelivered else f"{time.time():.6f}"
+        return keys, [message.options["redis_message_id"], encode_message(message), event, due, index_at,
+                      self.settings.ops_index_max_jobs, "1" if item is not None else "", "1" if trim else "",
+                      len(fields), *fields]
 
     def _store(self, keys, args, prepared):
         attempts = itertools.count()
