@@ -160,7 +160,11 @@ def instructions(tmp):
                         ("comer", "foodapp GET /comer/plato"), ("menu", "foodapp POST /menu, 100 items")):
         print(f"   {label:40s} {counts[what]:12,.0f}")
     print(f"   foodapp order / send() view: {counts['comer'] / counts['send']:.2f}; "
-          f"a menu item / send() view: {counts['menu'] / 100 / counts['send']:.2f}\n")
+          f"a menu item / send() view: {counts['menu'] / 100 / counts['send']:.2f}")
+    print("   and in redis-server (callgrind), per request:")
+    for what, label in (("send", "view calling Dramatiq send()"), ("comer", "foodapp GET /comer/plato")):
+        print(f"   {label:40s} {icount.redis_per_request(what):12,.0f}")
+    print()
 
 
 def main():

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import redis
+
 ROOT = Path(__file__).resolve().parent.parent
 WHAT = ("bare", "send", "comer", "menu")
 
@@ -56,6 +58,30 @@ def instructions(redis_url, what, calls):
 def per_request(redis_url, what, few=50, many=150):
     """Instructions one request costs: (I(many) - I(few)) / (many - few)."""
     return (instructions(redis_url, what, many) - instructions(redis_url, what, few)) / (many - few)
+
+
+def redis_instructions(what, calls):
+    """Instructions redis-server, under callgrind, runs for ``calls`` requests of ``what``
+    (made here, without valgrind), its start-up and shutdown included."""
+    from tests.servers import RedisServer
+
+    with tempfile.TemporaryDirectory() as here:
+        server = RedisServer(here)
+        server.argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={here}/out", *map(str, server.argv)]
+        server.start()
+        try:
+            run(server.url, what, calls)
+            server.client().shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the shutdown closes the connection it came on
+        finally:
+            server.proc.wait(60)
+        return int(re.search(r"Collected : (\d+)", server.output()).group(1))
+
+
+def redis_per_request(what, few=50, many=550):
+    """Instructions one request of ``what`` costs redis-server."""
+    return (redis_instructions(what, many) - redis_instructions(what, few)) / (many - few)
 
 
 if __name__ == "__main__":
