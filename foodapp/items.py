@@ -24,6 +24,8 @@ def check_item(item, max_length):
         )
     if "/" in item:
         raise BadItem("the item name must not contain '/': order one item per request")
+    if item.isascii() and item.isprintable():
+        return item  # no control character (ASCII's are all non-printable): the common case, at once
     for char in item:
         if unicodedata.category(char) in ("Cc", "Cs", "Zl", "Zp"):
             raise BadItem(
