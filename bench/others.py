@@ -46,9 +46,11 @@ from tests.servers import Process, RedisServer, wait_until  # noqa: E402
 
 VENVS = ROOT / "var" / "bench-venvs"
 COUNTER = "bench:done"  # the no-op jobs INCR this key (see bench/rq_jobs.py, bench/celery_app.py)
+# hiredis in each, as in foodapp's (redis-py packs and parses in C with it): every baseline
+# as its users would run it at its best.
 REQUIREMENTS = {
-    "rq": ["rq>=3,<4"],
-    "celery": ["celery[redis]>=5.5,<6"],
+    "rq": ["rq>=3,<4", "hiredis>=3"],
+    "celery": ["celery[redis]>=5.5,<6", "hiredis>=3"],
 }
 INSTALL_SECONDS = 900
 CELERY_CONCURRENCY = 4
