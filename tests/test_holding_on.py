@@ -66,6 +66,8 @@ def test_after_a_time_nobody_could_reach_redis_live_workers_get_a_whole_timeout_
     # The worker never beat again in a whole timeout of Redis being reachable: it is dead.
     assert sweep(broker, now + 5000) == [1, 0, 1]
     assert redis_client.lrange("dramatiq:comer", 0, -1) == ["rid-1"]
+    # With a wake token, as an enqueue leaves: an idle worker takes it at once.
+    assert redis_client.llen("dramatiq:comer.wake") == 1
 
 
 def test_without_a_gap_a_silent_worker_is_swept_after_the_timeout_and_a_stopped_one_at_once(broker, redis_client):

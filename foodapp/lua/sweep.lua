@@ -55,7 +55,7 @@ local function give_back(worker, queue_name, canonical)
     local queue = namespace .. ":" .. queue_name
     local messages = queue .. ".msgs"
     local ids = redis.call("smembers", acks)
-    local held = {}
+    local held, woken = {}, 0
     for _, rid in ipairs(ids) do
         local data = redis.call("hget", messages, rid)
         if data then
@@ -96,9 +96,21 @@ local function give_back(worker, queue_name, canonical)
                                    reason = "worker stopped answering while running the job"})
             end
             requeued = requeued + 1
+            woken = woken + 1
         end
     end
     redis.call("del", acks)
+    -- A wake token per job given back (at most 100), as enqueue.lua pushes: an idle worker
+    -- blocked on the wake list takes them at once, not after its idle wait.
+    if woken > 0 and queue_name == canonical then
+        local tokens = {}
+        for n = 1, math.min(woken, 100) do
+            tokens[n] = 1
+        end
+        if redis.call("rpush", queue .. ".wake", unpack(tokens)) > 100 then
+            redis.call("ltrim", queue .. ".wake", -100, -1)
+        end
+    end
 end
 
 local silent_since = now - timeout
