@@ -147,7 +147,7 @@ class FoodBroker(RedisBroker):
         self.settings = settings
         self.jobs = jobs.JobStore(client, settings.jobs_status_ttl)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self._enqueue = client.register_script(jobs.lua("enqueue"))
+        self._enqueue = client.register_script(jobs.composed("enqueue", "wake"))
         self._index_writes = itertools.count()  # this process's enqueue calls: which ones trim the index
         self.requeue_script = client.register_script(jobs.lua("requeue"))
         self.holdings = Holdings()

@@ -48,7 +48,7 @@ class Heartbeat(Middleware):
         self.load = Load()
 
     def after_worker_boot(self, broker, worker):
-        self._sweep = broker.client.register_script(jobs.lua("sweep"))
+        self._sweep = broker.client.register_script(jobs.composed("sweep", "wake"))
         self._info = {
             "name": broker.worker_name,
             "host": socket.gethostname(),

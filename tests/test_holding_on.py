@@ -39,7 +39,7 @@ def test_a_retry_redis_does_not_take_for_a_while_is_held_on_to_not_dropped(app, 
 
 
 def sweep(broker, now_ms, timeout_ms=5000):
-    script = broker.client.register_script(jobs.lua("sweep"))
+    script = broker.client.register_script(jobs.composed("sweep", "wake"))
     return script(keys=[broker.namespace, jobs.STATUS_PREFIX, jobs.WORKER_PREFIX, SWEEP_CLOCK],
                   args=[now_ms, timeout_ms, 3, 3600, 3600_000, timeout_ms // 2, "comer"])
 

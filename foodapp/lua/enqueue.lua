@@ -152,15 +152,10 @@ for i = 0, count - 1 do
     end
 end
 
--- Wake one idle consumer per job queued (see FifoConsumer): a hint, bounded to 100 tokens.
+-- Wake one idle consumer per job queued (see FifoConsumer): a hint, bounded to 100 tokens
+-- (wake.lua, put before this as the function `wake` by jobs.composed("enqueue", "wake")).
 for queue, jobs in pairs(woken) do
-    local tokens = {}
-    for n = 1, math.min(jobs, 100) do
-        tokens[n] = 1
-    end
-    if redis.call("rpush", queue .. ".wake", unpack(tokens)) > 100 then
-        redis.call("ltrim", queue .. ".wake", -100, -1)
-    end
+    wake({queue .. ".wake"}, {jobs})
 end
 if newest ~= nil then
     local oldest = string.format("(%.6f", newest - tonumber(ttl))

@@ -13,6 +13,9 @@
 -- are swept. Else a failover longer than the timeout would make every worker look dead,
 -- and their running jobs would run twice.
 --
+-- A queue given jobs back gets a wake token per job, as an enqueue gives: wake.lua, put
+-- before this as the function `wake` by jobs.composed("sweep", "wake").
+--
 -- KEYS: dramatiq namespace, job status key prefix, worker info key prefix, sweep clock hash
 -- ARGV: now (ms), heartbeat timeout (ms), max crashes, status ttl (s),
 --       dead-letter ttl (ms), gap (ms), queue names...
@@ -103,13 +106,7 @@ local function give_back(worker, queue_name, canonical)
     -- A wake token per job given back (at most 100), as enqueue.lua pushes: an idle worker
     -- blocked on the wake list takes them at once, not after its idle wait.
     if woken > 0 and queue_name == canonical then
-        local tokens = {}
-        for n = 1, math.min(woken, 100) do
-            tokens[n] = 1
-        end
-        if redis.call("rpush", queue .. ".wake", unpack(tokens)) > 100 then
-            redis.call("ltrim", queue .. ".wake", -100, -1)
-        end
+        wake({queue .. ".wake"}, {woken})
     end
 end
 
