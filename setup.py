@@ -64,6 +64,7 @@ setup(
     extras_require={"dev": dev_require, "testing": tests_require},
     entry_points={
         "paste.app_factory": ["main = foodapp:main"],
+        "paste.server_runner": ["main = foodapp.server:serve"],
         "console_scripts": [
             "foodapp = foodapp.cli:main",
             "foodapp-dev = foodapp.dev:main",

@@ -82,7 +82,7 @@ def prefetch_name(prefetch, threads=THREADS):
 # -- workers and drains -----------------------------------------------------------------------
 
 def ini_for(tmp, port, app_use="egg:foodapp", base=TESTING_INI, name="bench"):
-    text = Path(base).read_text().replace("use = egg:foodapp", f"use = {app_use}")
+    text = Path(base).read_text().replace("use = egg:foodapp\n", f"use = {app_use}\n", 1)
     text = re.sub(r"(?m)^listen = .*$", f"listen = 127.0.0.1:{port}", text)
     text = re.sub(r"(?m)^kitchen.preparation_seconds = .*$", "kitchen.preparation_seconds = 0", text)
     path = Path(tmp) / f"{name}-{port}.ini"
@@ -419,7 +419,7 @@ def http_compare(here, apps, env, profile, waits=None):
 def production_ini(here, name, app_use="egg:foodapp", **values):
     from bench import recovery
     path = recovery.production_ini(here, name, free_port(), **values)
-    path.write_text(path.read_text().replace("use = egg:foodapp", f"use = {app_use}"))
+    path.write_text(path.read_text().replace("use = egg:foodapp\n", f"use = {app_use}\n", 1))
     return path
 
 
