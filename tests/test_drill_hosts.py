@@ -330,8 +330,9 @@ def test_host_a_dies_b_is_promoted_and_takes_over(seed):
                                  f"sent from 1 s before the kill: {max(waits, default=0):.1f} s "
                                  f"(down-after {seed.down_after_ms / 1000:g} s + 3 s = {seed.down_after_ms / 1000 + 3:g} s)")
     assert not lost
-    # No client sees the host die: the proxy retries what A took but never answered, and B
-    # stays ready through the failover, holding each order until the new master takes it.
+    # No client sees the host die: the proxy retries what A took but never answered (an
+    # answer leaves a web process whole or not at all: tests/test_one_send.py), and B stays
+    # ready through the failover, holding each order until the new master takes it.
     assert not load.refused(), f"client-visible errors when host A died: {load.refused()[:5]}"
     assert through, "no order was answered 202 after the kill: none got through the failover"
     assert len(later.accepted()) == later.count, later.refused()[:5]
