@@ -26,14 +26,15 @@
 if redis.call("sismember", KEYS[1], ARGV[1]) == 0 then
     return -1
 end
-if redis.call("hget", KEYS[2], "state") == "cancelled" then
+local current = redis.call("hmget", KEYS[2], "state", "delivery")
+if current[1] == "cancelled" then
     redis.call("srem", KEYS[1], ARGV[1])
     if KEYS[4] then
         redis.call("hdel", KEYS[4], ARGV[1])
     end
     return -2
 end
-if redis.call("hget", KEYS[2], "delivery") == ARGV[2] then
+if current[2] == ARGV[2] then
     return 1
 end
 transition({KEYS[2], KEYS[3]}, {unpack(ARGV, 3)})

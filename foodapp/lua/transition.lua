@@ -7,9 +7,11 @@
 -- ARGV: status ttl (s), allowed current states ("a,b" or "" for any),
 --       owning worker ("" for any), event (json), number of counter increments,
 --       (hash, field, amount) for each increment, status field/value pairs...
-if ARGV[2] ~= "" then
-    local state = redis.call("hget", KEYS[1], "state")
-    if state ~= ARGV[2] then  -- one allowed state (a done: "running") needs no list
+if ARGV[2] ~= "" or ARGV[3] ~= "" then
+    -- Both guards' fields in one read: each command costs a script more than its own work.
+    local current = redis.call("hmget", KEYS[1], "state", "worker")
+    local state = current[1]
+    if ARGV[2] ~= "" and state ~= ARGV[2] then  -- one allowed state (a done: "running") needs no list
         local allowed = false
         for s in string.gmatch(ARGV[2], "[^,]+") do
             if s == state then
@@ -20,9 +22,9 @@ if ARGV[2] ~= "" then
             return 0
         end
     end
-end
-if ARGV[3] ~= "" and redis.call("hget", KEYS[1], "worker") ~= ARGV[3] then
-    return 0
+    if ARGV[3] ~= "" and current[2] ~= ARGV[3] then
+        return 0
+    end
 end
 
 local increments = tonumber(ARGV[5])
