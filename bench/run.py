@@ -165,8 +165,28 @@ def rss_kb(process):
     return total
 
 
+def cpu_seconds(pids):
+    """CPU seconds the processes ``pids`` have used so far: each thread's time on a CPU, in
+    nanoseconds (/proc/<pid>/task/<tid>/schedstat), not the 10 ms ticks of /proc/<pid>/stat."""
+    total = 0
+    for pid in pids:
+        for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            try:
+                total += int(schedstat.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def worker_pids(process):
+    """The worker processes of a `dramatiq` command (its main process's children)."""
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in children] or [process.pid]
+
+
 def drain(tmp, kind, processes=1, threads=THREADS, prefetch=None, jobs=None):
-    """(jobs/s, worker RSS in kB) of one worker command draining ``jobs`` queued no-op jobs."""
+    """(jobs/s, worker RSS in kB, CPU µs a job) of one worker command draining ``jobs`` queued
+    no-op jobs; the CPU is {"worker": ..., "redis": ...}, user + system time over the drain."""
     jobs = jobs or DRAIN_JOBS
     with tempfile.TemporaryDirectory(dir=tmp) as here:
         server = RedisServer(here).start()
@@ -185,10 +205,14 @@ def drain(tmp, kind, processes=1, threads=THREADS, prefetch=None, jobs=None):
                 # From the first job taken (not the worker's start-up) to the last one acknowledged.
                 wait_until(started, 60, f"the {kind} worker to start", interval=0.001)
                 began = time.monotonic()
+                pids = worker_pids(process)
+                cpu = (cpu_seconds(pids), cpu_seconds([server.pid]))
                 wait_until(lambda: client.llen("dramatiq:bench") == 0 and client.hlen("dramatiq:bench.msgs") == 0,
                            60 + jobs / 50, f"{kind} to drain {jobs} jobs", interval=0.01)
                 seconds = time.monotonic() - began
-                return jobs / seconds, rss_kb(process)
+                per_job = {"worker": (cpu_seconds(pids) - cpu[0]) / jobs * 1e6,
+                           "redis": (cpu_seconds([server.pid]) - cpu[1]) / jobs * 1e6}
+                return jobs / seconds, rss_kb(process), per_job
             finally:
                 process.stop()
                 client.connection_pool.disconnect()
@@ -201,13 +225,15 @@ def drain(tmp, kind, processes=1, threads=THREADS, prefetch=None, jobs=None):
 def drain_sweep(tmp, prefetches=None, jobs=None, threads=THREADS):
     """foodapp and plain Dramatiq, 1 process x ``threads``, at each prefetch, interleaved.
 
-    Returns {"foodapp": {prefetch: (jobs/s, rss kB)}, "plain": {...}} (prefetch None: default)."""
+    Returns {"foodapp": {prefetch: (jobs/s, rss kB, CPU µs a job)}, "plain": {...}} (prefetch None:
+    default)."""
     found = {"foodapp": {}, "plain": {}}
     for prefetch in prefetches or PREFETCHES:
         for kind in ("foodapp", "plain"):
             with step(f"drain: {kind}, 1 process x {threads} threads, prefetch {prefetch_name(prefetch, threads)}") as s:
                 found[kind][prefetch] = drain(tmp, kind, threads=threads, prefetch=prefetch, jobs=jobs)
-                s["result"] = f"{found[kind][prefetch][0]:.0f} jobs/s"
+                rate, _, cpu = found[kind][prefetch]
+                s["result"] = f"{rate:.0f} jobs/s; CPU a job: worker {cpu['worker']:.0f} µs, Redis {cpu['redis']:.0f} µs"
     return found
 
 
@@ -236,15 +262,26 @@ def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
                 f"each at its best prefetch (foodapp: {prefetch_name(food_p, threads)})", food_best,
                 f"plain Dramatiq at its best prefetch ({prefetch_name(plain_p, threads)}; tried {tried})", plain_best,
                 food_best / plain_best, ">= 1.0", food_best / plain_best >= 1.0)]
+    # What each job cost the machine in that drain (worker processes and redis-server, user +
+    # system CPU): a figure of work, where the drain's rate also counts time spent waiting.
+    food_cpu, plain_cpu = sweep["foodapp"][food_p][2], sweep["plain"][plain_p][2]
+    details["drain_cpu_us"] = {"foodapp": {k: round(v, 1) for k, v in food_cpu.items()},
+                               "plain": {k: round(v, 1) for k, v in plain_cpu.items()}}
+    food_total, plain_total = sum(food_cpu.values()), sum(plain_cpu.values())
+    rows.append(row("drain_cpu", "CPU a job in that drain, worker + Redis, µs (foodapp: worker "
+                    f"{food_cpu['worker']:.0f} + Redis {food_cpu['redis']:.0f})", food_total,
+                    f"plain Dramatiq, same drain (worker {plain_cpu['worker']:.0f} + Redis {plain_cpu['redis']:.0f}); "
+                    "ratio: plain ÷ foodapp", plain_total, plain_total / food_total if food_total else float("inf"),
+                    "(context)", None))
     default = None if None in sweep["foodapp"] else prefetches[0]
-    food_d, food_rss = sweep["foodapp"][default]
-    plain_d, plain_rss = sweep["plain"][default]
+    food_d, food_rss, _ = sweep["foodapp"][default]
+    plain_d, plain_rss, _ = sweep["plain"][default]
     rows.append(row("drain_default", f"the same drain, both at prefetch {prefetch_name(default, threads)}", food_d,
                     "plain Dramatiq worker", plain_d, food_d / plain_d, "(context)", None))
     rows.append(row("rss", "worker RSS after that drain, MB", food_rss / 1024, "plain Dramatiq worker",
                     plain_rss / 1024, food_rss / plain_rss, "<= 1.2", food_rss / plain_rss <= 1.2))
     with step(f"drain: foodapp, 2 processes x {threads} threads, prefetch {prefetch_name(food_p, threads)}") as s:
-        two, _ = drain(tmp, "foodapp", processes=2, threads=threads, prefetch=food_p, jobs=jobs)
+        two, *_ = drain(tmp, "foodapp", processes=2, threads=threads, prefetch=food_p, jobs=jobs)
         s["result"] = f"{two:.0f} jobs/s"
     rows.append(row("drain_scales", f"drain scales: foodapp 2 processes x {threads} threads, jobs/s "
                     f"(prefetch {prefetch_name(food_p, threads)}; {os.cpu_count()} cores)", two,
@@ -291,7 +328,7 @@ def other_rows(tmp, food_best, details, jobs=None, other_jobs=None, threads=THRE
         prefetch = details.get("foodapp_best_prefetch")
         with step(f"drain: foodapp again, 1 process x {threads} threads, prefetch {prefetch_name(prefetch, threads)}, "
                   f"just before Sidekiq") as s:
-            food_now, _ = drain(tmp, "foodapp", threads=threads, prefetch=prefetch, jobs=jobs)
+            food_now, *_ = drain(tmp, "foodapp", threads=threads, prefetch=prefetch, jobs=jobs)
             s["result"] = f"{food_now:.0f} jobs/s"
         with step(f"drain: Sidekiq, concurrency {threads}, {jobs} jobs") as s:
             sidekiq = others.drain_sidekiq(tmp, jobs, concurrency=threads)

@@ -34,7 +34,7 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
 
     details = {}
     rows = run.drain_rows(str(tmp_path), jobs=300, prefetches=[None, 32], details=details)
-    assert [r["key"] for r in rows] == ["drain_best", "drain_default", "rss", "drain_scales"]
+    assert [r["key"] for r in rows] == ["drain_best", "drain_cpu", "drain_default", "rss", "drain_scales"]
     for r in rows:
         assert r["foodapp"] > 0 and r["baseline_value"] > 0 and r["ratio"] > 0, r
         assert r["figure"] and r["baseline"]
@@ -42,6 +42,8 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
     for kind in ("foodapp", "plain"):
         assert set(details["drain_sweep"][kind]) == {"default (8)", "32"}
         assert all(v > 0 for v in details["drain_sweep"][kind].values())
+        # CPU counted both sides: the worker's processes and redis-server each did some work.
+        assert details["drain_cpu_us"][kind]["worker"] > 0 and details["drain_cpu_us"][kind]["redis"] > 0
 
     results = tmp_path / "results"
     doc = tmp_path / "bench.md"
