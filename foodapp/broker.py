@@ -24,7 +24,6 @@ from dramatiq.middleware import (
     CurrentMessage,
     Middleware,
     MiddlewareError,
-    Pipelines,
     ShutdownNotifications,
     TimeLimit,
 )
@@ -384,6 +383,16 @@ def encode_message(message):
         "kwargs": message.kwargs, "options": message.options, "message_id": message.message_id,
         "message_timestamp": message.message_timestamp,
     }).encode("utf-8")
+
+
+class Pipelines(dramatiq.middleware.Pipelines):
+    """Dramatiq's Pipelines, run only for a job that has a next step (``pipe_target``): for any
+    other it does nothing, but imports Dramatiq's Message first, at every job (an import
+    statement run in a function), a few percent of a worker's Python time per no-op job."""
+
+    def after_process_message(self, broker, message, *, result=None, exception=None):
+        if message.options.get("pipe_target") is not None:
+            super().after_process_message(broker, message, result=result, exception=exception)
 
 
 def make_middleware(settings):

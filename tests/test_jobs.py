@@ -166,3 +166,22 @@ def test_a_consumer_closed_with_fetched_messages_lets_them_go_back(app, broker, 
     assert {m.message_id for m in again} == set(job_ids[1:])
     assert redis_client.llen("dramatiq:comer") == 0
     consumer.close()
+
+
+def test_a_pipeline_runs_its_next_step_with_the_result_and_each_step_has_its_status(app, broker, worker,
+                                                                                    redis_client):
+    # Dramatiq's pipelines (its Pipelines middleware, which foodapp runs in a leaner form):
+    # each step's message is sent when the one before it is done, with its result.
+    seen = []
+    declare_test_actor(broker, "second_course", lambda eaten: seen.append(eaten["item"]))
+    first = broker.get_actor("comer").message("sopa")
+    second = broker.get_actor("second_course").message()
+    dramatiq.pipeline([first, second]).run()
+    drain(broker, worker)
+    wait_until(lambda: seen, 10, "the pipeline's second step to run")
+    assert seen == ["sopa"]
+    assert redis_client.hgetall(f"foodapp:job:{first.message_id}")["state"] == "done"
+    # The next step is a job of its own, sent by the worker, with its own status record.
+    statuses = [key for key in redis_client.scan_iter("foodapp:job:*") if not key.endswith(":events")]
+    states = sorted(redis_client.hget(key, "state") for key in statuses)
+    assert states == ["done", "done"], states
