@@ -14,11 +14,13 @@ waits for the next start to ride with (its thread's next job, usually), ``linger
 at most; a worker that stops writes what waits before it says it stopped (``flush``).
 """
 import logging
+import os
 import threading
 import time
 
+import redis
 
-from foodapp.durable import NotReplicated, run_and_wait
+from foodapp.durable import NotReplicated
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class GroupCommit:
         self._kick = threading.Event()  # dones wait and nobody writes: the flusher's turn
         self._flusher = None
         self.calls = self.writes = 0  # how well writes group: writes / calls
+        self._connection = None  # the writer's own (see _run)
+        self._connection_pid = None
 
     def write(self, kind, keys, args, replicas=0, timeout_ms=0, then=None):
         """Write a ``kind`` ("start" or "finish") of commit.lua.
@@ -162,7 +166,7 @@ class GroupCommit:
                     replicas = write.replicas
                 if write.timeout_ms > timeout_ms:
                     timeout_ms = write.timeout_ms
-            replies, acknowledged = run_and_wait(self.client, self.script, keys, args, replicas, timeout_ms)
+            replies, acknowledged = self._run(keys, args, replicas, timeout_ms)
         except Exception as error:
             # Every error goes to the writes' threads, never up through the writer: a
             # writer that raised would leave the writing taken and every later write waiting.
@@ -175,3 +179,42 @@ class GroupCommit:
                 write.error = NotReplicated(
                     f"{acknowledged} of {write.replicas} replica(s) acknowledged the {write.kind} of the job "
                     f"within {timeout_ms} ms", reply=reply)
+
+    def _run(self, keys, args, replicas, timeout_ms):
+        """The commit script's call (and ``WAIT`` behind it, on the same connection), as
+        durable.run_and_wait makes it: (its reply, how many replicas acknowledged it).
+
+        On a connection of the writer's own: one thread writes at a time, so the pool's lock
+        and fork check, paid twice a command, and redis-py's per-command wrapping are not
+        needed here, where they were a tenth of a worker's Python time. Any error drops the
+        connection (a master that became a replica, a connection cut mid-reply), and the next
+        call makes a new one, to whatever the pool names the master then.
+        """
+        if self._connection is None or self._connection_pid != os.getpid():
+            self._connection = self.client.connection_pool.make_connection()
+            self._connection_pid = os.getpid()
+        connection = self._connection
+        commands = [("EVALSHA", self.script.sha, len(keys), *keys, *args)]
+        if replicas:
+            commands.append(("WAIT", replicas, timeout_ms))
+        for attempt in (1, 2):
+            try:
+                connection.send_packed_command(connection.pack_commands(commands))
+                replies = []
+                for _ in commands:  # every reply read, errors too: the next call starts clean
+                    try:
+                        replies.append(connection.read_response())
+                    except redis.ResponseError as error:
+                        replies.append(error)
+            except BaseException:
+                connection.disconnect()
+                raise
+            if isinstance(replies[0], redis.exceptions.NoScriptError) and attempt == 1:
+                # A new or restarted server (a promoted replica, say) has no scripts yet.
+                self.script.sha = self.client.script_load(self.script.script)
+                continue
+            for reply in replies:
+                if isinstance(reply, redis.ResponseError):
+                    connection.disconnect()
+                    raise reply
+            return replies[0], replies[1] if replicas else 0
