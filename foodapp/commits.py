@@ -48,8 +48,9 @@ class GroupCommit:
         self._kick = threading.Event()  # dones wait and nobody writes: the flusher's turn
         self._flusher = None
         self.calls = self.writes = 0  # how well writes group: writes / calls
-        self._connection = None  # the writer's own (see _run)
+        self._connection = None  # the writer's own (see _transmit)
         self._connection_pid = None
+        self._sent = None  # a group sent for the heir, whose replies it reads
 
     def write(self, kind, keys, args, replicas=0, timeout_ms=0, then=None):
         """Write a ``kind`` ("start" or "finish") of commit.lua.
@@ -120,20 +121,29 @@ class GroupCommit:
     def _write_until(self, mine):
         """Write groups until ``mine`` is written (None: one group of what waits now); then
         hand the writing to a thread waiting for its write, or leave the dones waiting to
-        the flusher."""
+        the flusher.
+
+        The heir's group is sent before the heir is woken, and the heir reads its replies:
+        Redis runs the call while the heir wakes up, instead of after (a thread's wake-up
+        took a fifth of a group's turn on the machines measured, docs/bench.md)."""
         heir, dones_left, wrote = None, False, False
         while True:
-            with self._mutex:
-                if mine.written if mine is not None else wrote or not self._waiting:
-                    heir = next((w for w in self._waiting if w.wake is not None), None)
-                    if heir is None:  # else it writes next: self._writing stays True
-                        self._writing = False
-                        dones_left = bool(self._waiting)
-                    break
-                group, self._waiting = self._waiting[:self.most], self._waiting[self.most:]
-            self._send(group)
+            sent, self._sent = self._sent, None
+            if sent is None:
+                with self._mutex:
+                    if mine.written if mine is not None else wrote or not self._waiting:
+                        heir = next((w for w in self._waiting if w.wake is not None), None)
+                        if heir is None:  # else it writes next: self._writing stays True
+                            self._writing = False
+                            dones_left = bool(self._waiting)
+                        else:
+                            group, self._waiting = self._waiting[:self.most], self._waiting[self.most:]
+                        break
+                    group, self._waiting = self._waiting[:self.most], self._waiting[self.most:]
+                sent = self._send(group)
+            self._receive(sent)
             wrote = True
-            for write in group:
+            for write in sent.group:
                 write.written = True
                 if write.wake is not None:
                     if write is not mine:
@@ -144,45 +154,39 @@ class GroupCommit:
                     except Exception:
                         log.exception("after writing a job's done")
         if heir is not None:
+            self._sent = self._send(group)  # its replies are the heir's to read
             heir.wake.release()
         elif dones_left:
             self._kick_flusher()
 
     def _send(self, group):
+        """Send a group's call (and its ``WAIT``); a _Sent, with the error if it failed."""
         self.calls += 1
         self.writes += len(group)
+        # Flat arguments, each write's (kind, how many keys, how many arguments) before its
+        # own: hiredis packs them in C, where a JSON argument cost json here and cjson in
+        # Redis (a decode was a sixth of the call's work in Redis, numbers in it made each
+        # command that took one convert it back to a string).
+        keys, args = [], []
+        replicas = timeout_ms = 0
+        for write in group:
+            keys += write.keys
+            args += (write.kind, len(write.keys), len(write.args))
+            args += write.args
+            if write.replicas > replicas:
+                replicas = write.replicas
+            if write.timeout_ms > timeout_ms:
+                timeout_ms = write.timeout_ms
+        sent = _Sent(group, keys, args, replicas, timeout_ms)
         try:
-            # Flat arguments, each write's (kind, how many keys, how many arguments) before its
-            # own: hiredis packs them in C, where a JSON argument cost json here and cjson in
-            # Redis (a decode was a sixth of the call's work in Redis, numbers in it made each
-            # command that took one convert it back to a string).
-            keys, args = [], []
-            replicas = timeout_ms = 0
-            for write in group:
-                keys += write.keys
-                args += (write.kind, len(write.keys), len(write.args))
-                args += write.args
-                if write.replicas > replicas:
-                    replicas = write.replicas
-                if write.timeout_ms > timeout_ms:
-                    timeout_ms = write.timeout_ms
-            replies, acknowledged = self._run(keys, args, replicas, timeout_ms)
+            self._transmit(sent)
         except Exception as error:
-            # Every error goes to the writes' threads, never up through the writer: a
-            # writer that raised would leave the writing taken and every later write waiting.
-            for write in group:
-                write.error = error
-            return
-        for write, reply in zip(group, replies):
-            write.reply = reply
-            if write.then is None and acknowledged < write.replicas:
-                write.error = NotReplicated(
-                    f"{acknowledged} of {write.replicas} replica(s) acknowledged the {write.kind} of the job "
-                    f"within {timeout_ms} ms", reply=reply)
+            sent.error = error
+        return sent
 
-    def _run(self, keys, args, replicas, timeout_ms):
-        """The commit script's call (and ``WAIT`` behind it, on the same connection), as
-        durable.run_and_wait makes it: (its reply, how many replicas acknowledged it).
+    def _transmit(self, sent):
+        """The commit script's call (and ``WAIT`` behind it, on the same connection: it counts
+        that connection's writes), sent without waiting for the replies (_receive reads them).
 
         On a connection of the writer's own: one thread writes at a time, so the pool's lock
         and fork check, paid twice a command, and redis-py's per-command wrapping are not
@@ -193,28 +197,66 @@ class GroupCommit:
         if self._connection is None or self._connection_pid != os.getpid():
             self._connection = self.client.connection_pool.make_connection()
             self._connection_pid = os.getpid()
-        connection = self._connection
-        commands = [("EVALSHA", self.script.sha, len(keys), *keys, *args)]
-        if replicas:
-            commands.append(("WAIT", replicas, timeout_ms))
-        for attempt in (1, 2):
-            try:
-                connection.send_packed_command(connection.pack_commands(commands))
-                replies = []
-                for _ in commands:  # every reply read, errors too: the next call starts clean
-                    try:
-                        replies.append(connection.read_response())
-                    except redis.ResponseError as error:
-                        replies.append(error)
-            except BaseException:
-                connection.disconnect()
-                raise
-            if isinstance(replies[0], redis.exceptions.NoScriptError) and attempt == 1:
+        sent.connection = self._connection
+        commands = [("EVALSHA", self.script.sha, len(sent.keys), *sent.keys, *sent.args)]
+        if sent.replicas:
+            commands.append(("WAIT", sent.replicas, sent.timeout_ms))
+        try:
+            sent.connection.send_packed_command(sent.connection.pack_commands(commands))
+        except BaseException:
+            sent.connection.disconnect()
+            raise
+
+    def _receive(self, sent):
+        """Read a sent group's replies into its writes (each write's reply, or its error)."""
+        try:
+            if sent.error is not None:
+                raise sent.error
+            replies = self._replies(sent)
+            if isinstance(replies[0], redis.exceptions.NoScriptError):
                 # A new or restarted server (a promoted replica, say) has no scripts yet.
                 self.script.sha = self.client.script_load(self.script.script)
-                continue
+                self._transmit(sent)
+                replies = self._replies(sent)
             for reply in replies:
                 if isinstance(reply, redis.ResponseError):
-                    connection.disconnect()
+                    sent.connection.disconnect()
                     raise reply
-            return replies[0], replies[1] if replicas else 0
+        except Exception as error:
+            # Every error goes to the writes' threads, never up through the writer: a
+            # writer that raised would leave the writing taken and every later write waiting.
+            for write in sent.group:
+                write.error = error
+            return
+        acknowledged = replies[1] if sent.replicas else 0
+        for write, reply in zip(sent.group, replies[0]):
+            write.reply = reply
+            if write.then is None and acknowledged < write.replicas:
+                write.error = NotReplicated(
+                    f"{acknowledged} of {write.replicas} replica(s) acknowledged the {write.kind} of the job "
+                    f"within {sent.timeout_ms} ms", reply=reply)
+
+    @staticmethod
+    def _replies(sent):
+        """Every reply of a sent call, errors too (as values): the next call starts clean."""
+        replies = []
+        try:
+            for _ in range(2 if sent.replicas else 1):
+                try:
+                    replies.append(sent.connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+        except BaseException:
+            sent.connection.disconnect()
+            raise
+        return replies
+
+
+class _Sent:
+    """A group's call on its way: what _receive needs to read and hand out its replies."""
+    __slots__ = ("group", "keys", "args", "replicas", "timeout_ms", "connection", "error")
+
+    def __init__(self, group, keys, args, replicas, timeout_ms):
+        self.group, self.keys, self.args = group, keys, args
+        self.replicas, self.timeout_ms = replicas, timeout_ms
+        self.connection = self.error = None

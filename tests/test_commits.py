@@ -107,3 +107,43 @@ def test_a_failed_call_answers_every_write_in_it_with_the_error(store, redis_ser
     with pytest.raises(redis.ConnectionError):
         store.start(acks, "rid-2", "d-2", start_change(store, "job-2"), 0, 0)
     assert len(answered) == 1 and isinstance(answered[0], redis.ConnectionError)
+
+
+def test_when_redis_goes_away_under_concurrent_writes_every_thread_gets_an_answer(store, redis_server,
+                                                                                  redis_client):
+    # A group is sent for the next writer before it wakes (it reads the replies): a send or
+    # a read that fails must still answer every write of the group, and leave no thread
+    # waiting for a writer that will not come.
+    acks = "dramatiq:__acks__.w1.comer"
+    job_ids = [f"job-{t}-{i}" for t in range(THREADS) for i in range(JOBS_PER_THREAD)]
+    redis_client.sadd(acks, *[f"rid-{job_id}" for job_id in job_ids])
+    started, failed, other = [], [], []
+    lock = threading.Lock()
+
+    def work(t):
+        for n in range(100_000):  # until Redis goes away; bounded all the same
+            job_id = f"job-{t}-{n % JOBS_PER_THREAD}"
+            try:
+                reply = store.start(acks, f"rid-{job_id}", f"d-{job_id}-{n}", start_change(store, job_id), 0, 0)
+            except redis.ConnectionError:
+                with lock:
+                    failed.append(job_id)
+                return
+            except Exception as error:
+                other.append(error)
+                return
+            with lock:
+                started.append((job_id, reply))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(started) >= 200, 30, "200 starts to be written")
+    redis_server.stop()
+    for thread in threads:
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a thread still waits for its write"
+    assert not other, other
+    # Each thread stopped at its first failure: one failure a thread, every start before it written.
+    assert len(failed) == THREADS
+    assert all(reply == 1 for _, reply in started)
