@@ -30,9 +30,16 @@ def _finite(value):
     return value if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
+def measured_changes():
+    """`git status` of the measured code: its uncommitted changes, a line each ("" for none).
+    The bench's own results (bench/results) are not measured code: a run writes them before
+    it records itself."""
+    return _git("status", "--porcelain", "--", *MEASURED_PATHS, ":(exclude)bench/results")
+
+
 def append(path, rows, machine, details=None):
     """Add this run to ``path`` (JSON lines); returns the entry written."""
-    status = _git("status", "--porcelain", "--", *MEASURED_PATHS)
+    status = measured_changes()
     entry = {
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": _git("rev-parse", "HEAD") or "unknown",

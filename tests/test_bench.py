@@ -96,3 +96,21 @@ def test_chart_of_no_runs_and_one_run(tmp_path):
     history.write_svg(tmp_path / "one.svg", entries)
     root = ET.parse(tmp_path / "one.svg").getroot()
     assert len(root.findall(f"{SVG}circle")) == 1
+
+
+def test_the_benchs_own_results_are_not_uncommitted_measured_code():
+    # A run writes latest.json before it records itself: that alone must not mark the run
+    # as made "with uncommitted changes". A change to measured code still does.
+    from bench import history
+
+    before = history.measured_changes()
+    probes = [history.ROOT / "bench" / "results" / f".probe-{id(before)}",
+              history.ROOT / "bench" / f".probe-{id(before)}.py"]
+    try:
+        probes[0].write_text("not measured code\n")
+        assert history.measured_changes() == before
+        probes[1].write_text("# measured code\n")
+        assert f"bench/{probes[1].name}" in history.measured_changes()
+    finally:
+        for probe in probes:
+            probe.unlink(missing_ok=True)
