@@ -155,9 +155,8 @@ def fill(kind, broker, jobs, chunk=500):
 
 def rss_kb(process):
     """RSS of the Dramatiq worker processes (the children of the command's main process)."""
-    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
     total = 0
-    for pid in children or [str(process.pid)]:
+    for pid in worker_pids(process):
         try:
             total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1))
         except (OSError, AttributeError):
