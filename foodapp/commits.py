@@ -137,9 +137,9 @@ class GroupCommit:
                             self._writing = False
                             dones_left = bool(self._waiting)
                         else:
-                            group, self._waiting = self._waiting[:self.most], self._waiting[self.most:]
+                            group = self._take()
                         break
-                    group, self._waiting = self._waiting[:self.most], self._waiting[self.most:]
+                    group = self._take()
                 sent = self._send(group)
             self._receive(sent)
             wrote = True
@@ -158,6 +158,11 @@ class GroupCommit:
             heir.wake.release()
         elif dones_left:
             self._kick_flusher()
+
+    def _take(self):
+        """The next group: the first ``most`` writes waiting (with the mutex held)."""
+        group, self._waiting = self._waiting[:self.most], self._waiting[self.most:]
+        return group
 
     def _send(self, group):
         """Send a group's call (and its ``WAIT``); a _Sent, with the error if it failed."""
