@@ -30,6 +30,7 @@ from dramatiq.middleware import (
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from foodapp import jobs, search
+from foodapp.connection import ThreadConnections
 from foodapp.consumer import FifoConsumer, Holdings
 from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable, replicated
 from foodapp.heartbeat import Heartbeat
@@ -147,6 +148,7 @@ class FoodBroker(RedisBroker):
         self.jobs = jobs.JobStore(client, settings.jobs_status_ttl)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._enqueue = client.register_script(jobs.composed("enqueue", "wake"))
+        self._connections = ThreadConnections(client)  # each thread's own, for its orders
         self._index_writes = itertools.count()  # this process's enqueue calls: which ones trim the index
         self.requeue_script = client.register_script(jobs.lua("requeue"))
         self.holdings = Holdings()
@@ -338,7 +340,7 @@ class FoodBroker(RedisBroker):
                 pause = min(pause * 2, 0.5)
 
     def _store_once(self, keys, args):
-        return replicated(self.client, self._enqueue, keys, args, self.replicas.required(),
+        return replicated(self._connections.own, self._enqueue, keys, args, self.replicas.required(),
                           self.settings.enqueue_replica_timeout_ms, "the job")
 
 

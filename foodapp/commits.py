@@ -14,12 +14,12 @@ waits for the next start to ride with (its thread's next job, usually), ``linger
 at most; a worker that stops writes what waits before it says it stopped (``flush``).
 """
 import logging
-import os
 import threading
 import time
 
 import redis
 
+from foodapp.connection import OwnConnection
 from foodapp.durable import NotReplicated
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,7 @@ class GroupCommit:
         self._kick = threading.Event()  # dones wait and nobody writes: the flusher's turn
         self._flusher = None
         self.calls = self.writes = 0  # how well writes group: writes / calls
-        self._connection = None  # the writer's own (see _transmit)
-        self._connection_pid = None
+        self._own = OwnConnection(client)  # the writer's (see _transmit)
         self._sent = None  # a group sent for the heir, whose replies it reads
 
     def write(self, kind, keys, args, replicas=0, timeout_ms=0, then=None):
@@ -190,42 +189,24 @@ class GroupCommit:
         return sent
 
     def _transmit(self, sent):
-        """The commit script's call (and ``WAIT`` behind it, on the same connection: it counts
-        that connection's writes), sent without waiting for the replies (_receive reads them).
-
-        On a connection of the writer's own: one thread writes at a time, so the pool's lock
-        and fork check, paid twice a command, and redis-py's per-command wrapping are not
-        needed here, where they were a tenth of a worker's Python time. Any error drops the
-        connection (a master that became a replica, a connection cut mid-reply), and the next
-        call makes a new one, to whatever the pool names the master then.
-        """
-        if self._connection is None or self._connection_pid != os.getpid():
-            self._connection = self.client.connection_pool.make_connection()
-            self._connection_pid = os.getpid()
-        sent.connection = self._connection
-        commands = [("EVALSHA", self.script.sha, len(sent.keys), *sent.keys, *sent.args)]
-        if sent.replicas:
-            commands.append(("WAIT", sent.replicas, sent.timeout_ms))
-        try:
-            sent.connection.send_packed_command(sent.connection.pack_commands(commands))
-        except BaseException:
-            sent.connection.disconnect()
-            raise
+        """The commit script's call (and ``WAIT`` behind it), sent without waiting for the
+        replies (_receive reads them), on a connection of the writer's own: one thread
+        writes at a time (foodapp/connection.py)."""
+        self._own.send(self.script.sha, sent.keys, sent.args, sent.replicas, sent.timeout_ms)
 
     def _receive(self, sent):
         """Read a sent group's replies into its writes (each write's reply, or its error)."""
         try:
             if sent.error is not None:
                 raise sent.error
-            replies = self._replies(sent)
+            replies = self._own.replies(sent.replicas)
             if isinstance(replies[0], redis.exceptions.NoScriptError):
                 # A new or restarted server (a promoted replica, say) has no scripts yet.
                 self.script.sha = self.client.script_load(self.script.script)
                 self._transmit(sent)
-                replies = self._replies(sent)
+                replies = self._own.replies(sent.replicas)
             for reply in replies:
                 if isinstance(reply, redis.ResponseError):
-                    sent.connection.disconnect()
                     raise reply
         except Exception as error:
             # Every error goes to the writes' threads, never up through the writer: a
@@ -241,27 +222,11 @@ class GroupCommit:
                     f"{acknowledged} of {write.replicas} replica(s) acknowledged the {write.kind} of the job "
                     f"within {sent.timeout_ms} ms", reply=reply)
 
-    @staticmethod
-    def _replies(sent):
-        """Every reply of a sent call, errors too (as values): the next call starts clean."""
-        replies = []
-        try:
-            for _ in range(2 if sent.replicas else 1):
-                try:
-                    replies.append(sent.connection.read_response())
-                except redis.ResponseError as error:
-                    replies.append(error)
-        except BaseException:
-            sent.connection.disconnect()
-            raise
-        return replies
-
-
 class _Sent:
     """A group's call on its way: what _receive needs to read and hand out its replies."""
-    __slots__ = ("group", "keys", "args", "replicas", "timeout_ms", "connection", "error")
+    __slots__ = ("group", "keys", "args", "replicas", "timeout_ms", "error")
 
     def __init__(self, group, keys, args, replicas, timeout_ms):
         self.group, self.keys, self.args = group, keys, args
         self.replicas, self.timeout_ms = replicas, timeout_ms
-        self.connection = self.error = None
+        self.error = None

@@ -38,29 +38,11 @@ RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, red
 RETRYABLE_REPLIES = ("NOREPLICAS", "LOADING", "MASTERDOWN", "OOM", "TRYAGAIN")
 
 
-def run_and_wait(client, script, keys, args, replicas, timeout_ms):
-    """Run a registered ``script`` and, with ``replicas``, ``WAIT`` for that many replicas
-    to have what it wrote (on the same connection: WAIT counts that connection's writes,
-    hence the pipeline). (its reply, how many replicas acknowledged it; 0 without WAIT)."""
-    if not replicas:
-        return script(keys=keys, args=args), 0
-    for attempt in (1, 2):
-        try:
-            with client.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-                pipe.execute_command("WAIT", replicas, timeout_ms)
-                reply, acknowledged = pipe.execute()
-            return reply, acknowledged
-        except redis.exceptions.NoScriptError:
-            # A new or restarted server (a promoted replica, say) has no scripts yet.
-            script.sha = client.script_load(script.script)
-            if attempt == 2:
-                raise
-
-
-def replicated(client, script, keys, args, replicas, timeout_ms, what):
-    """``run_and_wait``'s reply; NotReplicated (with the reply) when too few replicas confirm."""
-    reply, acknowledged = run_and_wait(client, script, keys, args, replicas, timeout_ms)
+def replicated(own, script, keys, args, replicas, timeout_ms, what):
+    """Run a registered ``script`` on ``own`` connection (foodapp/connection.py) and, with
+    ``replicas``, WAIT for that many replicas to have what it wrote; its reply, or
+    NotReplicated (with the reply) when too few replicas confirm."""
+    reply, acknowledged = own.call(script, keys, args, replicas, timeout_ms)
     if acknowledged < replicas:
         raise NotReplicated(f"{acknowledged} of {replicas} replica(s) acknowledged {what} within {timeout_ms} ms",
                             reply=reply)

@@ -1,0 +1,109 @@
+"""A Redis connection of a writer's own: a script call, and ``WAIT`` behind it, without the pool.
+
+redis-py's pool checks a connection out and back in for every command: a lock, a fork
+check each way (a ``getpid`` system call), and a read that must find nothing waiting on the
+connection (two more system calls, to make the socket non-blocking and back), then the
+client's per-command wrapping. A connection that one thread uses at a time needs none of
+that: the group commit's writer (foodapp/commits.py) and each web thread's orders
+(foodapp/broker.py) have one of their own.
+
+A failed exchange drops the connection (a connection cut mid-reply, a master that
+became a replica and answers READONLY), and the next call makes a new one, to whatever the pool names the master then
+(a Sentinel pool asks the Sentinels). A forked child makes its own: its parent's are not.
+"""
+import os
+import threading
+
+import redis
+
+#: How many times this process's line has forked: a connection made before the last fork
+#: is the parent's.
+_forks = 0
+
+
+def _forked():
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+class OwnConnection:
+    """One writer's connection to the master of ``client``'s pool; one thread at a time."""
+
+    def __init__(self, client):
+        self.client = client
+        self._connection = None
+        self._made_in = None
+        self._answered = False  # the connection has answered a call since it was made
+
+    def send(self, sha, keys, args, replicas=0, timeout_ms=0):
+        """Send ``EVALSHA sha`` (and ``WAIT replicas timeout_ms`` behind it: WAIT counts the
+        writes of its own connection) without waiting for the replies (``replies`` reads them)."""
+        if self._connection is None or self._made_in != _forks:
+            self._connection = self.client.connection_pool.make_connection()
+            self._made_in = _forks
+            self._answered = False
+        commands = [("EVALSHA", sha, len(keys), *keys, *args)]
+        if replicas:
+            commands.append(("WAIT", replicas, timeout_ms))
+        try:
+            self._connection.send_packed_command(self._connection.pack_commands(commands))
+        except BaseException:
+            self._connection.disconnect()
+            raise
+
+    def replies(self, replicas=0):
+        """Every reply of the call sent, errors too (as values), so the next call starts clean."""
+        replies = []
+        try:
+            for _ in range(2 if replicas else 1):
+                try:
+                    replies.append(self._connection.read_response())
+                except redis.ResponseError as error:
+                    replies.append(error)
+        except BaseException:
+            self._connection.disconnect()
+            raise
+        if any(isinstance(reply, redis.ReadOnlyError) for reply in replies):
+            self._connection.disconnect()  # a demoted master: the next call asks for the new one
+        return replies
+
+    def call(self, script, keys, args, replicas=0, timeout_ms=0):
+        """Run a registered ``script`` (loading it first where the server has none, as on a
+        promoted replica) and, with ``replicas``, WAIT for them: (its reply, how many replicas
+        acknowledged; 0 without WAIT). An error reply is raised.
+
+        The script must store nothing twice when run again (enqueue.lua, commit.lua): a
+        connection that had answered before and is found closed (the server restarted, or
+        closed it) is made again, and the call sent again on it, at once, as the pool's
+        check before each command did."""
+        replies = self._exchange(script.sha, keys, args, replicas, timeout_ms)
+        if isinstance(replies[0], redis.exceptions.NoScriptError):
+            script.sha = self.client.script_load(script.script)
+            replies = self._exchange(script.sha, keys, args, replicas, timeout_ms)
+        for reply in replies:
+            if isinstance(reply, redis.ResponseError):
+                raise reply
+        return replies[0], replies[1] if replicas else 0
+
+    def _exchange(self, sha, keys, args, replicas, timeout_ms):
+        kept, self._answered = self._answered, False
+        try:
+            self.send(sha, keys, args, replicas, timeout_ms)
+            replies = self.replies(replicas)
+        except redis.ConnectionError:
+            if not kept:
+                raise
+            self.send(sha, keys, args, replicas, timeout_ms)
+            replies = self.replies(replicas)
+        self._answered = True
+        return replies
+
+
+class ThreadConnections(threading.local):
+    """An OwnConnection for each thread that asks for one (``.own``)."""
+
+    def __init__(self, client):
+        self.own = OwnConnection(client)

@@ -1,0 +1,109 @@
+"""A writer's own connection (foodapp/connection.py): orders and group commits call their
+script without the pool, and still find the master again after whatever closed it."""
+import json
+import logging
+import os
+import threading
+
+import dramatiq
+import redis
+
+from foodapp import jobs
+from foodapp.connection import OwnConnection, ThreadConnections
+from tests.servers import RedisServer
+
+
+def stored_jobs(client):
+    return sorted(key for key in client.scan_iter("foodapp:job:*") if key.count(":") == 2)
+
+
+def kill_others(client):
+    """Close every connection to the server but ``client``'s own."""
+    me = client.client_id()
+    for line in client.client_list():
+        if int(line["id"]) != me:
+            client.client_kill_filter(_id=line["id"])
+
+
+def test_an_order_on_a_connection_the_server_closed_is_stored_at_once_and_once(app, redis_client, caplog):
+    app.get("/comer/primero", status=202)
+    kill_others(redis_client)
+    with caplog.at_level(logging.WARNING):
+        answer = app.get("/comer/segundo", status=202).json
+    assert not [r for r in caplog.records if "trying again" in r.getMessage()], caplog.text
+    assert redis_client.hget(jobs.status_key(answer["job_id"]), "state") == "queued"
+    assert len(stored_jobs(redis_client)) == 2
+    assert redis_client.llen("dramatiq:comer") == 2
+
+
+def test_an_order_after_redis_restarted_is_stored_at_once(tmp_path, monkeypatch, caplog):
+    from tests.conftest import make_app
+
+    server = RedisServer(tmp_path).start()
+    try:
+        monkeypatch.setenv("FOODAPP_REDIS_URL", server.url)
+        app = make_app()
+        app.get("/comer/antes", status=202)
+        server.stop()
+        server = RedisServer(tmp_path, port=server.port).start()  # empty: no scripts, no jobs
+        with caplog.at_level(logging.WARNING):
+            answer = app.get("/comer/despues", status=202).json
+        assert not [r for r in caplog.records if "trying again" in r.getMessage()], caplog.text
+        client = server.client(decode_responses=True)
+        assert client.hget(jobs.status_key(answer["job_id"]), "state") == "queued"
+        assert client.lrange("dramatiq:comer", 0, -1) and len(stored_jobs(client)) == 1
+        client.close()
+        dramatiq.get_broker().client.close()
+    finally:
+        server.stop()
+
+
+def connections_made(client):
+    return client.info("stats")["total_connections_received"]
+
+
+def test_each_thread_calls_on_a_connection_of_its_own_and_keeps_it(redis_server, redis_client):
+    client = redis.Redis.from_url(redis_server.url)
+    script = client.register_script("return redis.call('incr', KEYS[1])")
+    client.script_load(script.script)
+    connections = ThreadConnections(client)
+    before = connections_made(redis_client)
+
+    def calls():
+        for _ in range(5):
+            connections.own.call(script, ["calls"], [])
+
+    threads = [threading.Thread(target=calls) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert redis_client.get("calls") == "15"
+    assert connections_made(redis_client) - before == 3  # one a thread, for all its calls
+    client.close()
+
+
+def test_a_forked_child_calls_on_a_connection_of_its_own(redis_server, redis_client):
+    client = redis.Redis.from_url(redis_server.url)
+    script = client.register_script("return redis.call('incr', KEYS[1])")
+    own = OwnConnection(client)
+    own.call(script, ["calls"], [])
+    before = connections_made(redis_client)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer its call's reply (or the error), and leave at once
+        try:
+            answer = json.dumps(own.call(script, ["calls"], [])[0])
+        except BaseException as error:  # noqa: B036 - reported to the parent, whatever it is
+            answer = json.dumps(repr(error))
+        os.write(write, answer.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert child == 2, child
+    assert connections_made(redis_client) - before == 1  # the child's own
+    assert own.call(script, ["calls"], [])[0] == 3  # and the parent's is still its own
+    assert connections_made(redis_client) - before == 1
+    client.close()
