@@ -248,7 +248,7 @@ def check_actors(schedules, broker):
     """Refuse schedules whose actor is not declared, or does not take their arguments."""
     import inspect
 
-    from foodapp.settings import SettingsError, load_for_process
+    from foodapp.settings import SettingsError
 
     for schedule in schedules:
         actor = broker.actors.get(schedule.actor)
