@@ -2,7 +2,7 @@
 
     drain_rq(tmp, jobs, workers) -> jobs/s
     drain_celery(tmp, jobs, concurrency, multiplier) -> jobs/s
-    drain_sidekiq(tmp, jobs, concurrency) -> jobs/s
+    drain_sidekiq(tmp, jobs, concurrency, cpu) -> jobs/s
 
 Both measure what ``bench.run.drain`` measures for Dramatiq: ``jobs`` no-op jobs are
 enqueued first, on a private redis-server started here (127.0.0.1, a free port, never
@@ -123,8 +123,10 @@ def _enqueue(bin_dir, module, redis_url, jobs, log):
                                f"{Path(log).read_text()[-4000:]}") from None
 
 
-def _timed_drain(name, client, queue_key, jobs, worker):
-    """Seconds from the first job taken (LLEN queue_key < jobs) to COUNTER == jobs."""
+def _timed_drain(name, client, queue_key, jobs, worker, cpu=None, pids=()):
+    """Seconds from the first job taken (LLEN queue_key < jobs) to COUNTER == jobs; with
+    ``cpu`` (a dict), also the CPU µs a job the processes ``pids`` ({name: [pid, ...]}) used
+    over those seconds."""
     def alive_or_fail(what):
         if not worker.alive() and int(client.get(COUNTER) or 0) < jobs:
             raise RuntimeError(f"the {name} worker exited while {what} "
@@ -140,11 +142,17 @@ def _timed_drain(name, client, queue_key, jobs, worker):
             alive_or_fail("draining")
         return done >= jobs
 
+    from bench.run import cpu_seconds
+
     wait_until(started, 120, f"the {name} worker to take its first job (LLEN {queue_key} < {jobs})", interval=0.001)
     began = time.monotonic()
+    used = {part: cpu_seconds(ids) for part, ids in pids.items()}
     wait_until(finished, _deadline(jobs), f"the {name} worker to finish {jobs} jobs ({COUNTER} == {jobs})",
                interval=0.02)
-    return time.monotonic() - began
+    seconds = time.monotonic() - began
+    if cpu is not None:
+        cpu.update({part: (cpu_seconds(pids[part]) - used[part]) / jobs * 1e6 for part in pids})
+    return seconds
 
 
 def _drain(tmp, name, jobs, module, queue_key, worker_argv):
@@ -230,13 +238,14 @@ def sidekiq_version():
     return out.stdout.strip() or "?"
 
 
-def drain_sidekiq(tmp: str, jobs: int, concurrency: int = 4) -> float:
+def drain_sidekiq(tmp: str, jobs: int, concurrency: int = 4, cpu: dict = None) -> float:
     """Sidekiq (Debian's ruby-sidekiq, 6.4): ``jobs`` no-op jobs pushed first with
     ``Sidekiq::Client.push_bulk`` (bench/sidekiq_jobs.rb), then one ``sidekiq`` process with
     ``-c CONCURRENCY`` threads drains them; jobs/s from the first job taken to the last one
     finished. Its no-op job counts itself in memory and adds to bench:done once per 100 jobs
     (and at the last one): about no Redis work of its own, like Dramatiq's no-op. Sidekiq's
-    per-job log lines are off (logger level WARN), as Dramatiq logs nothing per job."""
+    per-job log lines are off (logger level WARN), as Dramatiq logs nothing per job.
+    ``cpu``, if given, gets the CPU µs a job of the sidekiq process and of redis-server."""
     if not SIDEKIQ:
         raise RuntimeError("sidekiq is not installed (apt-get install ruby-sidekiq, or `make bench` as root)")
     with tempfile.TemporaryDirectory(dir=tmp, prefix="sidekiq-") as here:
@@ -255,7 +264,8 @@ def drain_sidekiq(tmp: str, jobs: int, concurrency: int = 4) -> float:
             worker = Process([SIDEKIQ, "-r", SIDEKIQ_JOBS, "-c", concurrency, "-q", "bench", "-t", "5",
                               "-e", "production"], Path(here) / "worker.log", env={"REDIS_URL": server.url}).start()
             try:
-                seconds = _timed_drain("sidekiq", client, "queue:bench", jobs, worker)
+                seconds = _timed_drain("sidekiq", client, "queue:bench", jobs, worker, cpu,
+                                       {"worker": [worker.pid], "redis": [server.pid]})
             finally:
                 worker.stop()
             done = int(client.get(COUNTER) or 0)

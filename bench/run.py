@@ -327,16 +327,25 @@ def other_rows(tmp, food_best, details, jobs=None, other_jobs=None, threads=THRE
         prefetch = details.get("foodapp_best_prefetch")
         with step(f"drain: foodapp again, 1 process x {threads} threads, prefetch {prefetch_name(prefetch, threads)}, "
                   f"just before Sidekiq") as s:
-            food_now, *_ = drain(tmp, "foodapp", threads=threads, prefetch=prefetch, jobs=jobs)
+            food_now, _, food_cpu = drain(tmp, "foodapp", threads=threads, prefetch=prefetch, jobs=jobs)
             s["result"] = f"{food_now:.0f} jobs/s"
         with step(f"drain: Sidekiq, concurrency {threads}, {jobs} jobs") as s:
-            sidekiq = others.drain_sidekiq(tmp, jobs, concurrency=threads)
+            sidekiq_cpu = {}
+            sidekiq = others.drain_sidekiq(tmp, jobs, concurrency=threads, cpu=sidekiq_cpu)
             s["result"] = f"{sidekiq:.0f} jobs/s"
         details["sidekiq"] = {"foodapp just before": round(food_now, 1), "sidekiq": round(sidekiq, 1)}
+        details["sidekiq_cpu_us"] = {"foodapp": {k: round(v, 1) for k, v in food_cpu.items()},
+                                     "sidekiq": {k: round(v, 1) for k, v in sidekiq_cpu.items()}}
         rows.append(row("sidekiq", f"worker drain ÷ Sidekiq ({jobs} jobs, 1 process x {threads} threads, foodapp at "
                         f"prefetch {prefetch_name(prefetch, threads)}, measured just before), jobs/s", food_now,
                         f"Sidekiq {others.sidekiq_version()} (Debian ruby-sidekiq), 1 process, concurrency {threads}",
                         sidekiq, food_now / sidekiq, ">= 1.0", food_now / sidekiq >= 1.0))
+        food_total, sidekiq_total = sum(food_cpu.values()), sum(sidekiq_cpu.values())
+        rows.append(row("sidekiq_cpu", "CPU a job in those two drains, worker + Redis, µs (foodapp: worker "
+                        f"{food_cpu['worker']:.0f} + Redis {food_cpu['redis']:.0f})", food_total,
+                        f"Sidekiq (Ruby {sidekiq_cpu['worker']:.0f} + Redis {sidekiq_cpu['redis']:.0f}); "
+                        "ratio: Sidekiq ÷ foodapp", sidekiq_total,
+                        sidekiq_total / food_total if food_total else float("inf"), "(context)", None))
     else:
         say("drain: Sidekiq SKIPPED: no `sidekiq` command (apt-get install ruby-sidekiq, or run `make bench` as "
             "root, which installs it)")
@@ -467,11 +476,12 @@ def http_rows(tmp):
         try:
             ini = lambda use: ini_for(here, free_port(), use, base=DEVELOPMENT_INI, name="development")  # noqa: E731
             found, _ = http_compare(here, {"foodapp": ini("egg:foodapp"), "bare view": ini("call:bench.bare_app:main"),
-                                           "send() view": ini("call:bench.send_app:main")},
+                                           "send() view": ini("call:bench.send_app:main"),
+                                           "PING view": ini("call:bench.ping_app:main")},
                                     {"FOODAPP_REDIS_URL": server.url}, "development profile")
         finally:
             server.stop()
-    food, bare, send = found["foodapp"], found["bare view"], found["send() view"]
+    food, bare, send, ping = found["foodapp"], found["bare view"], found["send() view"], found["PING view"]
     what = f"HTTP enqueue GET /comer/x, development profile, req/s ({LOAD_GENERATOR})"
     rows.append(row("http_dev_bare", what, food[0], "bare Pyramid JSON view, same waitress", bare[0],
                     food[0] / bare[0], ">= 0.80", food[0] / bare[0] >= 0.8))
@@ -479,6 +489,9 @@ def http_rows(tmp):
                     food[0] / send[0], ">= 1.0", food[0] / send[0] >= 1.0))
     rows.append(row("http_dev_p99", "HTTP enqueue p99, development profile, ms", food[1], "bare Pyramid JSON view",
                     bare[1], bare[1] / food[1], "(context; ratio: baseline/foodapp)", None))
+    rows.append(row("http_dev_ping", "a view making one Redis round trip (redis-py PING) and nothing else, development "
+                    "profile, req/s: the most any view that stores a job can read ÷ bare", ping[0],
+                    "bare Pyramid JSON view, same waitress", bare[0], ping[0] / bare[0], "(context)", None))
 
     with tempfile.TemporaryDirectory(dir=tmp, prefix="http-prod-") as here:
         master = RedisServer(here).start()
@@ -512,6 +525,9 @@ def http_rows(tmp):
                     wait[0] / send[0], ">= 1.0", wait[0] / send[0] >= 1.0))
     rows.append(row("http_prod_wait", what, wait[0], "foodapp, same profile, enqueue.replicas = 0 (no WAIT)",
                     nowait[0], wait[0] / nowait[0], ">= 0.80", wait[0] / nowait[0] >= 0.8))
+    rows.append(row("http_prod_nowait_send", "HTTP enqueue, production profile, enqueue.replicas = 0 (no WAIT), req/s",
+                    nowait[0], "a view calling plain Dramatiq send() (no WAIT)", send[0], nowait[0] / send[0],
+                    "(context: the order without the replica's acknowledgement)", None))
     return rows
 
 
@@ -604,7 +620,8 @@ def batch_rows(tmp, details):
 # -- latency and recovery -----------------------------------------------------------------------
 
 def latency(tmp, kind):
-    """Enqueue -> start on an idle worker: one job at a time, after a pause."""
+    """Enqueue -> start on an idle worker: one job at a time, after a pause. (p50, p99, max,
+    and the p50 of the enqueue alone: the time ``send()`` took to return, in this process)."""
     with tempfile.TemporaryDirectory(dir=tmp) as here:
         server = RedisServer(here).start()
         try:
@@ -616,10 +633,12 @@ def latency(tmp, kind):
                 probe.send(time.time())  # warm up: the worker is up once this one ran
                 wait_until(lambda: client.llen("bench:latency") == 1, 60, f"the {kind} worker to start")
                 client.delete("bench:latency")
-                values = []
+                values, sends = [], []
                 for _ in range(LATENCY_SAMPLES):
                     time.sleep(0.02 if len(values) % 10 else 1.2)  # idle gaps; every tenth long enough to back off fully
-                    probe.send(time.time())
+                    began = time.time()
+                    probe.send(began)
+                    sends.append((time.time() - began) * 1000)
                     # Blocked until the probe records its delay: no polling on the machine
                     # (or on Redis) while the worker picks the job up.
                     taken = client.blpop(["bench:latency"], timeout=4)  # within the client's socket timeout (5 s)
@@ -629,7 +648,8 @@ def latency(tmp, kind):
             finally:
                 process.stop()
             values.sort()
-            return statistics.median(values), values[max(0, int(len(values) * 0.99) - 1)], values[-1]
+            return (statistics.median(values), values[max(0, int(len(values) * 0.99) - 1)], values[-1],
+                    statistics.median(sends))
         finally:
             server.stop()
 
@@ -639,11 +659,15 @@ def latency_rows(tmp):
     for kind in ("foodapp", "plain"):
         with step(f"latency: enqueue -> start on an idle {kind} worker, {LATENCY_SAMPLES} samples") as s:
             found[kind] = latency(tmp, kind)
-            s["result"] = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms".format(*found[kind])
+            s["result"] = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms, send() alone p50 {:.2f} ms".format(*found[kind])
+    food_send, plain_send = found["foodapp"][3], found["plain"][3]
     return [row(f"pickup_{name}", f"enqueue -> start on an idle worker, {name}, ms", ours,
                 "plain Dramatiq (default prefetch; polls with backoff)", theirs,
                 theirs / ours if ours else float("inf"), f"<= {limit} ms (ratio: baseline/foodapp)", ours <= limit)
-            for name, ours, theirs, limit in zip(("p50", "p99", "max"), found["foodapp"], found["plain"], (1, 5, 25))]
+            for name, ours, theirs, limit in zip(("p50", "p99", "max"), found["foodapp"], found["plain"], (1, 5, 25))] + [
+        row("pickup_send", "of that p50: the enqueue alone (send() returned, in the sending process), ms", food_send,
+            "plain Dramatiq's send(), same pauses", plain_send, plain_send / food_send if food_send else float("inf"),
+            "(context; ratio: baseline/foodapp)", None)]
 
 
 def recovery_rows(tmp):
