@@ -123,7 +123,7 @@ def _enqueue(bin_dir, module, redis_url, jobs, log):
                                f"{Path(log).read_text()[-4000:]}") from None
 
 
-def _timed_drain(name, client, queue_key, jobs, worker, cpu=None, pids=()):
+def _timed_drain(name, client, queue_key, jobs, worker, cpu=None, pids=None):
     """Seconds from the first job taken (LLEN queue_key < jobs) to COUNTER == jobs; with
     ``cpu`` (a dict), also the CPU µs a job the processes ``pids`` ({name: [pid, ...]}) used
     over those seconds."""
@@ -146,6 +146,7 @@ def _timed_drain(name, client, queue_key, jobs, worker, cpu=None, pids=()):
 
     wait_until(started, 120, f"the {name} worker to take its first job (LLEN {queue_key} < {jobs})", interval=0.001)
     began = time.monotonic()
+    pids = pids or {}
     used = {part: cpu_seconds(ids) for part, ids in pids.items()}
     wait_until(finished, _deadline(jobs), f"the {name} worker to finish {jobs} jobs ({COUNTER} == {jobs})",
                interval=0.02)

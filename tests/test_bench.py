@@ -1,6 +1,7 @@
 """The bench's machinery at tiny counts: the drain sweep (real dramatiq workers, foodapp and
 plain Dramatiq, two prefetches, and the 2-process run), plain Dramatiq's batch baselines,
-and the record of a run (latest.json, history.jsonl, ratios.svg, the docs table).
+Sidekiq's drain with its CPU a job, and the record of a run (latest.json, history.jsonl,
+ratios.svg, the docs table).
 
 Structure only: rows present, ratios positive, the history appended, the SVG well-formed.
 No timing is asserted (timings belong to `make bench`).
@@ -81,6 +82,16 @@ def test_plain_batch_ways(tmp_path, bench_env):
         server.stop()
     assert set(found) == {"group(...).run()", "its enqueue pipelined (one round trip)"}
     assert all(v > 0 for v in found.values())
+
+
+def test_sidekiq_drain_counts_its_cpu_a_job(tmp_path):
+    from bench import others
+
+    if not others.SIDEKIQ:
+        pytest.skip("no `sidekiq` command: apt-get install ruby-sidekiq (`make bench` does, as root)")
+    cpu = {}
+    assert others.drain_sidekiq(str(tmp_path), 200, concurrency=2, cpu=cpu) > 0
+    assert set(cpu) == {"worker", "redis"} and all(v > 0 for v in cpu.values()), cpu
 
 
 def test_chart_of_no_runs_and_one_run(tmp_path):
