@@ -7,9 +7,10 @@ client's per-command wrapping. A connection that one thread uses at a time needs
 that: the group commit's writer (foodapp/commits.py) and each web thread's orders
 (foodapp/broker.py) have one of their own.
 
-A failed exchange drops the connection (a connection cut mid-reply, a master that
-became a replica and answers READONLY), and the next call makes a new one, to whatever the pool names the master then
-(a Sentinel pool asks the Sentinels). A forked child makes its own: its parent's are not.
+A failed exchange drops the connection (a connection cut mid-reply, a master that became
+a replica and answers READONLY), and the next call makes a new one, to whatever the pool
+names the master then (a Sentinel pool asks the Sentinels). A forked child makes its own:
+its parent's are not.
 """
 import os
 import threading
