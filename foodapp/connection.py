@@ -9,8 +9,11 @@ that: the group commit's writer (foodapp/commits.py) and each web thread's order
 
 A failed exchange drops the connection (a connection cut mid-reply, a master that became
 a replica and answers READONLY), and the next call makes a new one, to whatever the pool
-names the master then (a Sentinel pool asks the Sentinels). A forked child makes its own:
-its parent's are not.
+names the master then (a Sentinel pool asks the Sentinels). A connection also follows the
+master the pool names before every call: with Sentinels, foodapp/replicas.py decides how
+many replicas a write waits for from that master, so a write must never go to another
+(an old master cut off from the Sentinels still takes writes). A forked child makes its
+own connections: its parent's are not.
 """
 import os
 import threading
@@ -42,9 +45,17 @@ class OwnConnection:
     def send(self, sha, keys, args, replicas=0, timeout_ms=0):
         """Send ``EVALSHA sha`` (and ``WAIT replicas timeout_ms`` behind it: WAIT counts the
         writes of its own connection) without waiting for the replies (``replies`` reads them)."""
+        pool = self.client.connection_pool
         if self._connection is None or self._made_in != _forks:
-            self._connection = self.client.connection_pool.make_connection()
+            self._connection = pool.make_connection()
             self._made_in = _forks
+            self._answered = False
+        master = getattr(pool, "master_address", None)
+        if master is not None and (self._connection.host, self._connection.port) != tuple(master):
+            # The Sentinels name another master now (the replica policy's check asked them,
+            # and decided how many replicas a write waits for from that master): go there, as
+            # the pool's own idle connections do, never on writing to the old one.
+            self._connection.disconnect()
             self._answered = False
         commands = [("EVALSHA", sha, len(keys), *keys, *args)]
         if replicas:

@@ -10,7 +10,7 @@ import redis
 
 from foodapp import jobs
 from foodapp.connection import OwnConnection, ThreadConnections
-from tests.servers import RedisServer
+from tests.servers import RedisServer, wait_until
 
 
 def stored_jobs(client):
@@ -107,3 +107,53 @@ def test_a_forked_child_calls_on_a_connection_of_its_own(redis_server, redis_cli
     assert own.call(script, ["calls"], [])[0] == 3  # and the parent's is still its own
     assert connections_made(redis_client) - before == 1
     client.close()
+
+
+def test_a_call_goes_to_the_master_the_pool_names_now_not_the_one_it_was_connected_to(tmp_path):
+    """Nothing lost: the replica policy (foodapp/replicas.py) decides how many replicas a write
+    waits for from the master the pool names (its check asks the Sentinels through
+    ``get_master_address``, which moves the pool's own idle connections to a new master). A
+    connection of a writer's own must follow: the soak lost 261 orders that web threads wrote,
+    with WAIT 0, to a cut-off old master still taking writes, after the policy had judged the
+    newly promoted one (then without a replica) safe to write to alone."""
+    from redis.sentinel import Sentinel as SentinelClient
+
+    from tests.sentinel import MASTER_NAME, Sentinel
+
+    old, new = RedisServer(tmp_path).start(), RedisServer(tmp_path).start()
+    sentinels = [Sentinel(tmp_path, old.port, 5000, 60000) for _ in range(3)]
+    try:
+        for sentinel in sentinels:
+            sentinel.start()
+
+        def named(port):
+            try:
+                return all(int(s.client().sentinel_master(MASTER_NAME)["port"]) == port for s in sentinels)
+            except redis.RedisError:
+                return False
+        wait_until(lambda: named(old.port), 10, "the Sentinels to name the first master", interval=0.05)
+        client = SentinelClient([("127.0.0.1", s.port) for s in sentinels]).master_for(MASTER_NAME, socket_timeout=2)
+        script = client.register_script("return redis.call('set', KEYS[1], ARGV[1])")
+        own = OwnConnection(client)
+        own.call(script, ["first"], ["1"])
+        assert old.client().get("first") == b"1"
+
+        # The Sentinels now name another master; the old one still takes writes (it is cut
+        # off from them, say), as in a partition before it is made a replica.
+        for sentinel in sentinels:
+            s = sentinel.client()
+            s.sentinel_remove(MASTER_NAME)
+            s.sentinel_monitor(MASTER_NAME, "127.0.0.1", new.port, 2)
+            s.close()
+        wait_until(lambda: named(new.port), 10, "the Sentinels to name the new master", interval=0.05)
+        assert tuple(client.connection_pool.get_master_address()) == ("127.0.0.1", new.port)  # the policy's check
+
+        own.call(script, ["second"], ["2"])
+        assert new.client().get("second") == b"2", "the write went to the old master"
+        assert old.client().get("second") is None
+        client.close()
+    finally:
+        for sentinel in sentinels:
+            sentinel.stop()
+        old.stop()
+        new.stop()
