@@ -105,11 +105,17 @@ class OwnConnection:
         try:
             self.send(sha, keys, args, replicas, timeout_ms)
             replies = self.replies(replicas)
-        except redis.ConnectionError:
+        except redis.ConnectionError as first:
             if not kept:
                 raise
-            self.send(sha, keys, args, replicas, timeout_ms)
-            replies = self.replies(replicas)
+            try:
+                self.send(sha, keys, args, replicas, timeout_ms)
+                replies = self.replies(replicas)
+            except redis.ConnectionError:
+                # The first call may have reached the server before its connection was found
+                # closed: its error (outcome unknown) is the one to tell, not the second's
+                # (a refused connection says nothing of the first: foodapp.broker._refused).
+                raise first from None
         self._answered = True
         return replies
 

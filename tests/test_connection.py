@@ -157,3 +157,28 @@ def test_a_call_goes_to_the_master_the_pool_names_now_not_the_one_it_was_connect
             sentinel.stop()
         old.stop()
         new.stop()
+
+
+def test_a_call_whose_resend_is_refused_tells_the_first_error_not_the_refusal(tmp_path):
+    """Nothing hidden: a kept connection found closed is made again and the call sent again
+    at once; when that second send is refused too (the master is dead), the first call may
+    still have reached it (and its replica, promoted since): the error told is the first
+    one, whose outcome is unknown, not "Error 111 connecting", which would make the web
+    answer that nothing was stored (a failover drill caught an order that ran after such a
+    503)."""
+    server = RedisServer(tmp_path).start()
+    client = redis.Redis.from_url(server.url)
+    script = client.register_script("return redis.call('incr', KEYS[1])")
+    own = OwnConnection(client)
+    try:
+        own.call(script, ["calls"], [])
+        server.stop()
+        try:
+            own.call(script, ["calls"], [])
+        except redis.ConnectionError as error:
+            assert "connecting" not in str(error), error
+        else:
+            raise AssertionError("a call to a stopped server succeeded")
+    finally:
+        client.close()
+        server.stop()
