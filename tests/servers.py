@@ -24,10 +24,22 @@ BIN = Path(sys.executable).parent
 TESTING_INI = ROOT / "testing.ini"
 
 
+#: Ports free_port has handed out in this process.
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on now, and never one handed out before in this process: the
+    kernel can give the same free port twice before the first taker binds it (a Sentinel's
+    folder, named after its port, once existed already)."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free port on 127.0.0.1 that this test process has not handed out already")
 
 
 def wait_until(condition, timeout, what, interval=0.05):
