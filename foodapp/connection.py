@@ -7,8 +7,13 @@ client's per-command wrapping. A connection that one thread uses at a time needs
 that: the group commit's writer (foodapp/commits.py) and each web thread's orders
 (foodapp/broker.py) have one of their own.
 
-A failed exchange drops the connection (a connection cut mid-reply, a master that became
-a replica and answers READONLY), and the next call makes a new one, to whatever the pool
+Before a call, a kept connection is polled (one system call, no wait): anything to read
+there means the server closed it (restarted, killed the client, timed it out), and a new
+one is made, so the call's outcome stays clear: an error on a fresh connection's connect is
+a refusal (nothing ran), an error after the call was sent leaves the outcome unknown, and
+the caller (foodapp.broker._refused) is told which, never a resend's error in place of the
+first. A failed exchange drops the connection (a connection cut mid-reply, a master that
+became a replica and answers READONLY), and the next call makes a new one, to whatever the pool
 names the master then (a Sentinel pool asks the Sentinels). A connection also follows the
 master the pool names before every call: with Sentinels, foodapp/replicas.py decides how
 many replicas a write waits for from that master, so a write must never go to another
@@ -16,6 +21,7 @@ many replicas a write waits for from that master, so a write must never go to an
 own connections: its parent's are not.
 """
 import os
+import select
 import threading
 
 import redis
@@ -40,7 +46,8 @@ class OwnConnection:
         self.client = client
         self._connection = None
         self._made_in = None
-        self._answered = False  # the connection has answered a call since it was made
+        self._poll = None  # polls the connection's socket (made again with each socket)
+        self._polled = None
 
     def send(self, sha, keys, args, replicas=0, timeout_ms=0):
         """Send ``EVALSHA sha`` (and ``WAIT replicas timeout_ms`` behind it: WAIT counts the
@@ -49,14 +56,14 @@ class OwnConnection:
         if self._connection is None or self._made_in != _forks:
             self._connection = pool.make_connection()
             self._made_in = _forks
-            self._answered = False
+        elif self._closed_by_server():
+            self._connection.disconnect()
         master = getattr(pool, "master_address", None)
         if master is not None and (self._connection.host, self._connection.port) != tuple(master):
             # The Sentinels name another master now (the replica policy's check asked them,
             # and decided how many replicas a write waits for from that master): go there, as
             # the pool's own idle connections do, never on writing to the old one.
             self._connection.disconnect()
-            self._answered = False
         commands = [("EVALSHA", sha, len(keys), *keys, *args)]
         if replicas:
             commands.append(("WAIT", replicas, timeout_ms))
@@ -85,12 +92,7 @@ class OwnConnection:
     def call(self, script, keys, args, replicas=0, timeout_ms=0):
         """Run a registered ``script`` (loading it first where the server has none, as on a
         promoted replica) and, with ``replicas``, WAIT for them: (its reply, how many replicas
-        acknowledged; 0 without WAIT). An error reply is raised.
-
-        The script must store nothing twice when run again (enqueue.lua, commit.lua): a
-        connection that had answered before and is found closed (the server restarted, or
-        closed it) is made again, and the call sent again on it, at once, as the pool's
-        check before each command did."""
+        acknowledged; 0 without WAIT). An error reply is raised."""
         replies = self._exchange(script.sha, keys, args, replicas, timeout_ms)
         if isinstance(replies[0], redis.exceptions.NoScriptError):
             script.sha = self.client.script_load(script.script)
@@ -101,23 +103,20 @@ class OwnConnection:
         return replies[0], replies[1] if replicas else 0
 
     def _exchange(self, sha, keys, args, replicas, timeout_ms):
-        kept, self._answered = self._answered, False
-        try:
-            self.send(sha, keys, args, replicas, timeout_ms)
-            replies = self.replies(replicas)
-        except redis.ConnectionError as first:
-            if not kept:
-                raise
-            try:
-                self.send(sha, keys, args, replicas, timeout_ms)
-                replies = self.replies(replicas)
-            except redis.ConnectionError:
-                # The first call may have reached the server before its connection was found
-                # closed: its error (outcome unknown) is the one to tell, not the second's
-                # (a refused connection says nothing of the first: foodapp.broker._refused).
-                raise first from None
-        self._answered = True
-        return replies
+        self.send(sha, keys, args, replicas, timeout_ms)
+        return self.replies(replicas)
+
+    def _closed_by_server(self):
+        """Whether the kept connection has something to read before anything was sent: the
+        server's end of it (it closed the connection), or an error."""
+        sock = self._connection._sock
+        if sock is None:
+            return False
+        if self._polled is not sock:
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN)
+            self._polled = sock
+        return bool(self._poll.poll(0))
 
 
 class ThreadConnections(threading.local):
