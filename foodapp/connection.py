@@ -9,16 +9,16 @@ that: the group commit's writer (foodapp/commits.py) and each web thread's order
 
 Before a call, a kept connection is polled (one system call, no wait): anything to read
 there means the server closed it (restarted, killed the client, timed it out), and a new
-one is made, so the call's outcome stays clear: an error on a fresh connection's connect is
-a refusal (nothing ran), an error after the call was sent leaves the outcome unknown, and
-the caller (foodapp.broker._refused) is told which, never a resend's error in place of the
-first. A failed exchange drops the connection (a connection cut mid-reply, a master that
-became a replica and answers READONLY), and the next call makes a new one, to whatever the pool
-names the master then (a Sentinel pool asks the Sentinels). A connection also follows the
-master the pool names before every call: with Sentinels, foodapp/replicas.py decides how
-many replicas a write waits for from that master, so a write must never go to another
-(an old master cut off from the Sentinels still takes writes). A forked child makes its
-own connections: its parent's are not.
+one is made, so the call's outcome stays clear: an error on a fresh connection's connect
+is a refusal (nothing ran), an error after the call was sent leaves the outcome unknown,
+and the caller (foodapp.broker._refused) is told which, never a resend's error in place of
+the first. A failed exchange drops the connection (a connection cut mid-reply, a master
+that became a replica and answers READONLY), and the next call makes a new one, to
+whatever the pool names the master then (a Sentinel pool asks the Sentinels). A connection
+also follows the master the pool names before every call: with Sentinels,
+foodapp/replicas.py decides how many replicas a write waits for from that master, so a
+write must never go to another (an old master cut off from the Sentinels still takes
+writes). A forked child makes its own connections: its parent's are not.
 """
 import os
 import select
