@@ -46,8 +46,6 @@ class OwnConnection:
         self.client = client
         self._connection = None
         self._made_in = None
-        self._poll = None  # polls the connection's socket (made again with each socket)
-        self._polled = None
 
     def send(self, sha, keys, args, replicas=0, timeout_ms=0):
         """Send ``EVALSHA sha`` (and ``WAIT replicas timeout_ms`` behind it: WAIT counts the
@@ -112,11 +110,9 @@ class OwnConnection:
         sock = self._connection._sock
         if sock is None:
             return False
-        if self._polled is not sock:
-            self._poll = select.poll()
-            self._poll.register(sock, select.POLLIN)
-            self._polled = sock
-        return bool(self._poll.poll(0))
+        poll = select.poll()
+        poll.register(sock, select.POLLIN)
+        return bool(poll.poll(0))
 
 
 class ThreadConnections(threading.local):
