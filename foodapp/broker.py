@@ -32,7 +32,8 @@ from redis.sentinel import MasterNotFoundError, Sentinel
 from foodapp import jobs, search
 from foodapp.connection import ThreadConnections
 from foodapp.consumer import FifoConsumer, Holdings
-from foodapp.durable import HoldOn, NotReplicated, Retries, hold_on, is_retryable, replicated
+from foodapp.durable import (HoldOn, NotReplicated, Retries, TooFewReplicas, hold_on, is_retryable, pauses,
+                             replicated)
 from foodapp.heartbeat import Heartbeat
 from foodapp.replicas import ReplicaPolicy
 from foodapp.status import JobStatus
@@ -78,7 +79,7 @@ def _refused(error):
     """Whether ``error`` proves that the enqueue script did not run: the connection was
     never made, or the server refused the write. Any other error (a lost reply, a missing
     replica acknowledgement) leaves the outcome unknown."""
-    if isinstance(error, (MasterNotFoundError, redis.ReadOnlyError)):
+    if isinstance(error, (MasterNotFoundError, redis.ReadOnlyError, TooFewReplicas)):
         return True
     if isinstance(error, redis.ResponseError):
         return True  # a retryable refusal: NOREPLICAS, LOADING, MASTERDOWN, OOM...
@@ -316,7 +317,7 @@ class FoodBroker(RedisBroker):
                 f" and {len(prepared) - 3} more" if len(prepared) > 3 else "")
             return hold_on(what, attempt)
         deadline = time.monotonic() + self.settings.enqueue_retry_seconds
-        pause = 0.05
+        waits = pauses()
         maybe_stored, replayed = False, None
         while True:
             try:
@@ -328,19 +329,17 @@ class FoodBroker(RedisBroker):
                 maybe_stored = maybe_stored or not _refused(error)
                 if isinstance(error, NotReplicated) and error.reply and error.reply[0] == b"replay":
                     replayed = error.reply[1].decode()
+                pause = next(waits)
                 if time.monotonic() + pause > deadline:
                     raise EnqueueUnavailable(
                         f"Redis ({describe(self.settings)}) did not take the job: {error}",
                         self.settings.enqueue_retry_after_seconds, maybe_stored, replayed,
                     ) from error
                 log.warning("enqueue failed (%s); trying again", error)
-                # A backoff between attempts against a server that is failing over, not a
-                # wait for a condition Redis could tell us about.
                 time.sleep(pause)
-                pause = min(pause * 2, 0.5)
 
     def _store_once(self, keys, args):
-        return replicated(self._connections.own, self._enqueue, keys, args, self.replicas.required(),
+        return replicated(self._connections.own, self._enqueue, keys, args, self.replicas.for_write(),
                           self.settings.enqueue_replica_timeout_ms, "the job")
 
 

@@ -28,13 +28,18 @@ class NotReplicated(redis.RedisError):
         self.reply = reply
 
 
+class TooFewReplicas(redis.RedisError):
+    """A write was not sent: the master has fewer replicas online than it must wait for, so
+    its ``WAIT`` could only time out (foodapp/replicas.py). Nothing was stored."""
+
+
 # Errors after which a write may be tried again: the server is down or unreachable, a
 # failover is under way (no master yet, or the old master is now a read-only replica), the
 # master refuses writes because it lost its replicas (min-replicas-to-write) or is full
 # (maxmemory with noeviction), or a replica did not acknowledge in time.
 # redis-py raises OutOfMemoryError for an OOM reply, without the "OOM" prefix in its text.
 RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, redis.exceptions.OutOfMemoryError,
-             NotReplicated)
+             NotReplicated, TooFewReplicas)
 RETRYABLE_REPLIES = ("NOREPLICAS", "LOADING", "MASTERDOWN", "OOM", "TRYAGAIN")
 
 
@@ -62,12 +67,22 @@ MAX_PAUSE = 0.5
 LOG_EVERY = 10.0
 
 
+def pauses():
+    """The pauses between attempts at a write against a server that is failing over (s):
+    0.05, doubling up to MAX_PAUSE. A backoff, not a wait for a condition Redis could tell
+    us about: the attempt itself asks (a Sentinel pool asks the Sentinels for the master)."""
+    pause = 0.05
+    while True:
+        yield pause
+        pause = min(pause * 2, MAX_PAUSE)
+
+
 def hold_on(what, write):
     """Call ``write()`` until it succeeds; retryable Redis errors never escape.
 
     ``what`` names the write for the log ("storing the retry of job <id>").
     """
-    pause = 0.05
+    waits = pauses()
     began = time.monotonic()
     logged = 0.0
     while True:
@@ -81,10 +96,7 @@ def hold_on(what, write):
                 logged = now
                 log.warning("%s: Redis did not take it (%s); holding on to the job and trying again "
                             "(%.0f s so far)", what, error, now - began)
-            # A backoff between attempts against a server that is failing over, not a wait
-            # for a condition Redis could tell us about.
-            time.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
+            time.sleep(next(waits))
             continue
         if logged:
             log.warning("%s: stored after %.1f s", what, time.monotonic() - began)

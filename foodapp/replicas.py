@@ -8,6 +8,14 @@ about to vote for a promotion), writes to it will not be thrown away, so an enqu
 for the replicas it has online. When we cannot confirm that (a partition cut us off with an
 old master), the enqueue waits for all ``enqueue.replicas``: with no replica reachable it
 times out and answers 503, so no job is acknowledged that a failover could discard.
+
+A write that must wait for more replicas than the master has online is not sent at all
+(``for_write``: TooFewReplicas, a refusal): its ``WAIT`` could only time out, after storing
+a job that the answer would have to call unknown. So, right after a failover, before most
+Sentinels name the new master (which has no replica yet), an order is refused at once and
+tried again, instead of waiting out the replica timeout; and a master cut off from its
+replica takes nothing. What the master has online is read from it (``INFO replication``)
+with the Sentinels' view, and read again before a write is refused.
 """
 import json
 import logging
@@ -15,6 +23,8 @@ import threading
 import time
 
 import redis
+
+from foodapp.durable import TooFewReplicas
 
 #: Failovers seen by any web process: config epoch -> {"at", "master", "previous"}.
 FAILOVERS = "foodapp:failovers"
@@ -32,6 +42,10 @@ class ReplicaPolicy:
         self._thread = None
         self._lock = threading.Lock()
         self._seen = None  # (config epoch, master address) last seen by the Sentinels
+        # Replicas the master says are online (INFO), None when it did not say; when read.
+        self._online, self._online_read = None, float("-inf")
+        self._refreshing = threading.Lock()
+        self._refreshed_from = float("-inf")  # when the last refresh that finished began
 
     def required(self):
         """The number of replica acknowledgements an enqueue must get now."""
@@ -43,16 +57,54 @@ class ReplicaPolicy:
                 self._thread.start()
         return self._required
 
+    def for_write(self):
+        """``required()``, once the master has that many replicas online; else TooFewReplicas,
+        and the write is not sent. What the master has online is read again first, should a
+        replica have come back since the last reading."""
+        required = self.required()
+        if not required:
+            return 0
+        if time.monotonic() - self._online_read > 2 * self.interval:
+            self.refresh()  # no reading, or an old one (without Sentinels, no thread reads it)
+        if self._online is not None and self._online < required:
+            self.refresh()
+            required = self.required()
+            if required and self._online is not None and self._online < required:
+                raise TooFewReplicas(
+                    f"the master has {self._online} replica(s) online and a job must reach {required} "
+                    f"(enqueue.replicas = {self.settings.enqueue_replicas}, fewer only when a majority of the "
+                    "Sentinels agree on the master): nothing was sent")
+        return required
+
     def refresh(self):
-        """Ask the Sentinels now, not at the next poll: an enqueue is being retried, and a
-        failover may have just left the new master without its replica."""
-        if self.settings.redis_sentinels:
-            self._update()
+        """Ask the Sentinels, and the master what replicas it has online, now, not at the
+        next poll: an enqueue is being retried, and a failover may have just left the new
+        master without its replica. Threads asking together share one asking."""
+        asked = time.monotonic()
+        with self._refreshing:
+            if self._refreshed_from >= asked:
+                return  # another thread asked after we did
+            began = time.monotonic()
+            if self.settings.redis_sentinels:
+                self._update()
+            self._read_online()
+            self._refreshed_from = began
+
+    def _read_online(self):
+        try:
+            info = self.client.info("replication")
+        except redis.RedisError as error:
+            log.debug("replica policy: %s", error)
+            info = {}
+        online = None
+        if info.get("role") == "master":
+            online = sum(1 for replica in replicas_in(info) if replica.get("state") == "online")
+        self._online, self._online_read = online, time.monotonic()
 
     def _watch(self):
         stop = threading.Event()
         while not stop.wait(self.interval):
-            self._update()
+            self.refresh()
 
     def _update(self):
         required = self.settings.enqueue_replicas
@@ -114,6 +166,11 @@ class ReplicaPolicy:
             if self.client.hsetnx(FAILOVERS, epoch, json.dumps(entry)):
                 log.warning("failover: the master is now %s (was %s)", master, self._seen[1])
         self._seen = (epoch, master)
+
+
+def replicas_in(info):
+    """A master's replicas, as its ``INFO replication`` lists them (slave0, slave1, ...)."""
+    return [value for name, value in info.items() if name.startswith("slave") and isinstance(value, dict)]
 
 
 def last_failover(client):

@@ -40,7 +40,7 @@ class JobStatus(Middleware):
         # while its message is still this worker's (start.lua).
         started = hold_on(f"starting job {message.message_id}", lambda: broker.jobs.start(
             acks_key(broker, message.queue_name), message.options["redis_message_id"], delivery, change,
-            broker.replicas.required(), broker.settings.enqueue_replica_timeout_ms,
+            broker.replicas.for_write(), broker.settings.enqueue_replica_timeout_ms,
             f"{broker.namespace}:{message.queue_name}.msgs"))
         if started == -2:
             # Cancelled by an operator (foodapp/search.py): start.lua has acknowledged its

@@ -4,20 +4,12 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 
 from foodapp.jobs import iso
-from foodapp.replicas import last_failover
+from foodapp.replicas import last_failover, replicas_in
 
 
 def _replicas(info):
-    replicas = []
-    for key, value in info.items():
-        if key.startswith("slave") and isinstance(value, dict):
-            replicas.append({
-                "address": f"{value.get('ip')}:{value.get('port')}",
-                "state": value.get("state"),
-                "lag_seconds": value.get("lag"),
-                "offset": value.get("offset"),
-            })
-    return replicas
+    return [{"address": f"{value.get('ip')}:{value.get('port')}", "state": value.get("state"),
+             "lag_seconds": value.get("lag"), "offset": value.get("offset")} for value in replicas_in(info)]
 
 
 def _sentinel(settings, host, port):
