@@ -42,53 +42,51 @@ class ReplicaPolicy:
         self._thread = None
         self._lock = threading.Lock()
         self._seen = None  # (config epoch, master address) last seen by the Sentinels
-        # Replicas the master says are online (INFO), None when it did not say; when read.
-        self._online, self._online_read = None, float("-inf")
+        self._online = None  # replicas the master says are online (INFO); None: it did not say
         self._refreshing = threading.Lock()
-        self._refreshed_from = float("-inf")  # when the last refresh that finished began
+        self._refreshed = float("-inf")  # when the last refresh finished
 
     def required(self):
         """The number of replica acknowledgements an enqueue must get now."""
         if not self.settings.redis_sentinels:
             return self.settings.enqueue_replicas
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._watch, name="foodapp-replicas", daemon=True)
-                self._thread.start()
+        self._watching()
         return self._required
 
     def for_write(self):
         """``required()``, once the master has that many replicas online; else TooFewReplicas,
-        and the write is not sent. What the master has online is read again first, should a
-        replica have come back since the last reading."""
+        and the write is not sent. What the master has online is read every ``interval`` by
+        the thread that asks the Sentinels (never on a write's path: a dead Sentinel host
+        makes an asking slow), and read again before a write is refused, should a replica
+        have come back since."""
         required = self.required()
         if not required:
             return 0
-        if time.monotonic() - self._online_read > 2 * self.interval:
-            self.refresh()  # no reading, or an old one (without Sentinels, no thread reads it)
-        if self._online is not None and self._online < required:
-            self.refresh()
-            required = self.required()
-            if required and self._online is not None and self._online < required:
-                raise TooFewReplicas(
-                    f"the master has {self._online} replica(s) online and a job must reach {required} "
-                    f"(enqueue.replicas = {self.settings.enqueue_replicas}, fewer only when a majority of the "
-                    "Sentinels agree on the master): nothing was sent")
+        self._watching()
+        if self._online is None or self._online >= required:
+            return required  # not read yet, or the master did not say: the WAIT decides
+        self.refresh()
+        required = self.required()
+        if required and self._online is not None and self._online < required:
+            raise TooFewReplicas(
+                f"the master has {self._online} replica(s) online and a job must reach {required} "
+                f"(enqueue.replicas = {self.settings.enqueue_replicas}; fewer only when a majority of the "
+                "Sentinels agree on the master): nothing was sent")
         return required
 
-    def refresh(self):
-        """Ask the Sentinels, and the master what replicas it has online, now, not at the
+    def refresh(self, fresh=0.1):
+        """Read what replicas the master has online, and ask the Sentinels, now, not at the
         next poll: an enqueue is being retried, and a failover may have just left the new
-        master without its replica. Threads asking together share one asking."""
-        asked = time.monotonic()
+        master without its replica. Threads asking together share one asking: an answer
+        at most ``fresh`` seconds old is taken as it is (retrying threads ask every 50 ms
+        or more; each asking its own would line them up behind one another)."""
         with self._refreshing:
-            if self._refreshed_from >= asked:
-                return  # another thread asked after we did
-            began = time.monotonic()
+            if time.monotonic() - self._refreshed <= fresh:
+                return
+            self._read_online()
             if self.settings.redis_sentinels:
                 self._update()
-            self._read_online()
-            self._refreshed_from = began
+            self._refreshed = time.monotonic()
 
     def _read_online(self):
         try:
@@ -99,12 +97,21 @@ class ReplicaPolicy:
         online = None
         if info.get("role") == "master":
             online = sum(1 for replica in replicas_in(info) if replica.get("state") == "online")
-        self._online, self._online_read = online, time.monotonic()
+        self._online = online
+
+    def _watching(self):
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="foodapp-replicas", daemon=True)
+                self._thread.start()
 
     def _watch(self):
         stop = threading.Event()
-        while not stop.wait(self.interval):
-            self.refresh()
+        while True:
+            self.refresh(fresh=0)
+            stop.wait(self.interval)
 
     def _update(self):
         required = self.settings.enqueue_replicas
