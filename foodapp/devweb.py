@@ -5,7 +5,8 @@ pserve's reloader (hupper) waits for a file to change whenever its server proces
 That is right after a crash at start-up (a syntax error: fix it, save, and the app comes
 back), but a server killed from outside then stays down while supervisord still shows the
 program RUNNING, its parent being alive. Here a server that exits with an error still waits
-for a change; one killed by a signal is started again.
+for a change; one killed by a signal is started again; and one ended by the signal that
+stops it all (supervisord's SIGTERM) is a clean stop, exit status 0.
 
     foodapp-dev-web development.ini    (supervisor/development.conf's [program:web])
 """
@@ -23,6 +24,11 @@ class RestartingReloader(Reloader):
         if result == WorkerResult.WAIT and code is not None and code < 0:
             self.logger.error(f"The server was killed by signal {-code}: starting it again.")
             return WorkerResult.RELOAD, code
+        if result == WorkerResult.EXIT and code is not None and code < 0:
+            # Told to stop (supervisord's SIGTERM, Ctrl-C), and the server ended by that
+            # signal: a stop as asked. hupper would exit with the signal's number (241 for
+            # -15), which supervisord reports as an error.
+            return result, 0
         return result, code
 
 
