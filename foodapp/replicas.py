@@ -43,8 +43,10 @@ class ReplicaPolicy:
         self._lock = threading.Lock()
         self._seen = None  # (config epoch, master address) last seen by the Sentinels
         self._online = None  # replicas the master says are online (INFO); None: it did not say
-        self._refreshing = threading.Lock()
-        self._refreshed = float("-inf")  # when the last refresh finished
+        self._online_at = float("-inf")  # when that was asked
+        self._reading = threading.Lock()
+        self._asking = threading.Lock()
+        self._asked = float("-inf")  # when the last asking of the Sentinels ended
 
     def required(self):
         """The number of replica acknowledgements an enqueue must get now."""
@@ -65,7 +67,7 @@ class ReplicaPolicy:
         self._watching()
         if self._online is None or self._online >= required:
             return required  # not read yet, or the master did not say: the WAIT decides
-        self.refresh()
+        self._read_online(fresh=0.1)
         required = self.required()
         if required and self._online is not None and self._online < required:
             raise TooFewReplicas(
@@ -77,27 +79,33 @@ class ReplicaPolicy:
     def refresh(self, fresh=0.1):
         """Read what replicas the master has online, and ask the Sentinels, now, not at the
         next poll: an enqueue is being retried, and a failover may have just left the new
-        master without its replica. Threads asking together share one asking: an answer
-        at most ``fresh`` seconds old is taken as it is (retrying threads ask every 50 ms
-        or more; each asking its own would line them up behind one another)."""
-        with self._refreshing:
-            if time.monotonic() - self._refreshed <= fresh:
-                return
-            self._read_online()
-            if self.settings.redis_sentinels:
-                self._update()
-            self._refreshed = time.monotonic()
+        master without its replica. Threads asking together share: a reading of the master
+        at most ``fresh`` seconds old is taken as it is, and an asking of the Sentinels under
+        way when a thread asks answers that thread too (an asking takes a second when a
+        Sentinel's host is gone; one each would line the threads up behind one another)."""
+        if self.settings.redis_sentinels:
+            asked = time.monotonic()
+            with self._asking:
+                if self._asked < asked:
+                    self._update()
+                    self._asked = time.monotonic()
+        self._read_online(fresh)
 
-    def _read_online(self):
-        try:
-            info = self.client.info("replication")
-        except redis.RedisError as error:
-            log.debug("replica policy: %s", error)
-            info = {}
-        online = None
-        if info.get("role") == "master":
-            online = sum(1 for replica in replicas_in(info) if replica.get("state") == "online")
-        self._online = online
+    def _read_online(self, fresh=0.0):
+        """Read how many replicas the master has online, unless a reading is ``fresh``."""
+        with self._reading:
+            began = time.monotonic()
+            if began - self._online_at <= fresh:
+                return
+            try:
+                info = self.client.info("replication")
+            except redis.RedisError as error:
+                log.debug("replica policy: %s", error)
+                info = {}
+            online = None
+            if info.get("role") == "master":
+                online = sum(1 for replica in replicas_in(info) if replica.get("state") == "online")
+            self._online, self._online_at = online, began
 
     def _watching(self):
         if self._thread is not None:
