@@ -34,7 +34,7 @@ from dramatiq.middleware import Middleware, SkipMessage
 from redis.exceptions import NoScriptError
 
 from foodapp import jobs
-from foodapp.durable import hold_on, is_retryable
+from foodapp.durable import TooFewReplicas, hold_on, is_retryable
 from foodapp.queues import PAUSED, decode_pause
 
 log = logging.getLogger(__name__)
@@ -87,6 +87,9 @@ class Holdings:
 
 #: How often (s) a consumer that is not fetching rereads whether its queue is paused.
 PAUSE_READ_INTERVAL = 1.0
+#: How long (s) a consumer waits before asking again whether it may fetch, when the master
+#: has fewer replicas online than a fetch must reach (FifoConsumer._replicas).
+NO_REPLICA_PAUSE = 0.25
 
 
 class Pauses:
@@ -335,8 +338,25 @@ class FifoConsumer(_RedisConsumer):
         self._emptied = reply[1] == 0
         return reply[2:]
 
+    def _replicas(self):
+        """How many replicas a fetch must reach; None when the master has fewer online
+        (ReplicaPolicy.for_write): then nothing is fetched, for what it took could not be
+        confirmed (``_confirmed``), and would only wait in our ack set for the orphan check.
+        Waits a moment first, so that a consumer with nothing to fetch does not spin."""
+        try:
+            return self.broker.replicas.for_write()
+        except TooFewReplicas as error:
+            now = time.monotonic()
+            if now >= self._unconfirmed_logged + 10:
+                self._unconfirmed_logged = now
+                log.warning("not fetching jobs of %s: %s", self.queue_name, error)
+            time.sleep(NO_REPLICA_PAUSE)
+            return None
+
     def _fetch(self, count):
-        replicas = self.broker.replicas.required()
+        replicas = self._replicas()
+        if replicas is None:
+            return []
         if not replicas:
             if self._delay_queue:
                 return self._hold(self.broker.do_fetch(self.queue_name, count))
@@ -358,7 +378,9 @@ class FifoConsumer(_RedisConsumer):
         Redis runs a connection's commands in order, so the fetch pipelined after BLPOP runs
         the moment BLPOP returns, without another trip from here and back.
         """
-        replicas = self.broker.replicas.required()
+        replicas = self._replicas()
+        if replicas is None:
+            return []
         with self.broker.client.pipeline(transaction=False) as pipe:
             pipe.blpop([self.wake_key], timeout=self._idle_block(replicas))
             pipe.evalsha(*self._fetch_command(count))

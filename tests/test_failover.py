@@ -326,6 +326,49 @@ def test_an_order_no_replica_could_acknowledge_is_refused_without_being_stored(t
     wait_until(accepted, 30, "the master to take orders alone once the Sentinels see the replica gone")
 
 
+def test_a_worker_fetches_nothing_it_could_not_have_confirmed(tmp_path, replicated, monkeypatch):
+    """The same moment on a worker's side: its fetch must be confirmed by a replica (the
+    jobs it takes are otherwise still queued on the other side of a partition), and the
+    master has none online. Before, it took the jobs into its ack set, waited out the replica
+    timeout, did not run them, and left them there until its orphan check gave them back,
+    again and again; now it fetches nothing, says why, and runs them once a write may go
+    without a replica (the Sentinels heard again, and seeing the replica gone)."""
+    import signal
+
+    from tests.conftest import make_app
+
+    env = {"FOODAPP_REDIS_SENTINELS": replicated.sentinel_setting}
+    worker = Worker(tmp_path, "redis://unused:1/0", ini=production_like_ini(tmp_path), env=env, threads=2)
+    master = replicated.master.client(decode_responses=True)
+    cut_off = replicated.sentinels[1:]
+    try:
+        worker.start()
+        wait_until(lambda: master.zcard("dramatiq:__heartbeats__") == 1, 60, "the worker's heartbeat")
+        for sentinel in cut_off:
+            sentinel.proc.send_signal(signal.SIGSTOP)
+        replicated.replica.kill()
+        wait_until(lambda: master.info("replication")["connected_slaves"] == 0, 10,
+                   "the master to see its replica gone")
+        # Orders stored without a replica's acknowledgement, straight on the master.
+        monkeypatch.setenv("FOODAPP_REDIS_URL", replicated.master.url)
+        app = make_app(**{"enqueue.replicas": "0"})
+        job_ids = [app.get(f"/comer/plato{i}", status=202).json["job_id"] for i in range(5)]
+        wait_until(lambda: "not fetching jobs of comer: the master has 0 replica(s) online" in worker.output(), 20,
+                   "the worker to say it fetches nothing", interval=0.2)
+        assert master.llen("dramatiq:comer") == 5
+        assert not [key for key in master.scan_iter("dramatiq:__acks__.*") if master.scard(key)]
+        assert {master.hget(f"foodapp:job:{job_id}", "state") for job_id in job_ids} == {"queued"}
+    finally:
+        for sentinel in cut_off:
+            sentinel.proc.send_signal(signal.SIGCONT)
+    try:
+        wait_until(lambda: {master.hget(f"foodapp:job:{job_id}", "state") for job_id in job_ids} == {"done"}, 60,
+                   "the jobs to run once the Sentinels see the replica gone", interval=0.2)
+        assert [len(run) for run in runs.read_runs(master, job_ids).values()] == [1] * 5  # each ran once
+    finally:
+        worker.stop()
+
+
 def test_a_web_process_stays_ready_through_a_failover_it_can_ride_out(tmp_path, slow_failover, monkeypatch):
     """The master is gone and the Sentinels have not promoted the replica yet (down-after 9 s):
     an order would be held until they do, so /readyz says ready, and the front proxy keeps
