@@ -346,22 +346,22 @@ def test_a_worker_fetches_nothing_it_could_not_have_confirmed(tmp_path, replicat
         wait_until(lambda: master.zcard("dramatiq:__heartbeats__") == 1, 60, "the worker's heartbeat")
         for sentinel in cut_off:
             sentinel.proc.send_signal(signal.SIGSTOP)
-        replicated.replica.kill()
-        wait_until(lambda: master.info("replication")["connected_slaves"] == 0, 10,
-                   "the master to see its replica gone")
-        # Orders stored without a replica's acknowledgement, straight on the master.
-        monkeypatch.setenv("FOODAPP_REDIS_URL", replicated.master.url)
-        app = make_app(**{"enqueue.replicas": "0"})
-        job_ids = [app.get(f"/comer/plato{i}", status=202).json["job_id"] for i in range(5)]
-        wait_until(lambda: "not fetching jobs of comer: the master has 0 replica(s) online" in worker.output(), 20,
-                   "the worker to say it fetches nothing", interval=0.2)
-        assert master.llen("dramatiq:comer") == 5
-        assert not [key for key in master.scan_iter("dramatiq:__acks__.*") if master.scard(key)]
-        assert {master.hget(f"foodapp:job:{job_id}", "state") for job_id in job_ids} == {"queued"}
-    finally:
-        for sentinel in cut_off:
-            sentinel.proc.send_signal(signal.SIGCONT)
-    try:
+        try:
+            replicated.replica.kill()
+            wait_until(lambda: master.info("replication")["connected_slaves"] == 0, 10,
+                       "the master to see its replica gone")
+            # Orders stored without a replica's acknowledgement, straight on the master.
+            monkeypatch.setenv("FOODAPP_REDIS_URL", replicated.master.url)
+            app = make_app(**{"enqueue.replicas": "0"})
+            job_ids = [app.get(f"/comer/plato{i}", status=202).json["job_id"] for i in range(5)]
+            wait_until(lambda: "not fetching jobs of comer: the master has 0 replica(s) online" in worker.output(),
+                       20, "the worker to say it fetches nothing", interval=0.2)
+            assert master.llen("dramatiq:comer") == 5
+            assert not [key for key in master.scan_iter("dramatiq:__acks__.*") if master.scard(key)]
+            assert {master.hget(f"foodapp:job:{job_id}", "state") for job_id in job_ids} == {"queued"}
+        finally:
+            for sentinel in cut_off:
+                sentinel.proc.send_signal(signal.SIGCONT)
         wait_until(lambda: {master.hget(f"foodapp:job:{job_id}", "state") for job_id in job_ids} == {"done"}, 60,
                    "the jobs to run once the Sentinels see the replica gone", interval=0.2)
         assert [len(run) for run in runs.read_runs(master, job_ids).values()] == [1] * 5  # each ran once
