@@ -1,4 +1,5 @@
 """Failover under load: kill -9 the Redis master while orders pour in; no 202'd job is lost."""
+import contextlib
 import json
 import threading
 import time
@@ -38,6 +39,28 @@ def production_like_ini(tmp_path, **settings):
            "kitchen.preparation_seconds": "0", **settings},
     ))
     return ini
+
+
+@contextlib.contextmanager
+def without_replica_or_majority(replicated):
+    """Within it, the master has no replica online (killed) and only one Sentinel of three
+    answers (two are stopped): no majority agrees it may take writes alone, so a write must
+    still reach ``enqueue.replicas`` replica(s), and cannot. The Sentinels answer again on
+    leaving; they then see the replica gone, and the master takes writes alone."""
+    import signal
+
+    cut_off = replicated.sentinels[1:]
+    for sentinel in cut_off:
+        sentinel.proc.send_signal(signal.SIGSTOP)
+    try:
+        replicated.replica.kill()
+        master = replicated.master.client(decode_responses=True)
+        wait_until(lambda: master.info("replication")["connected_slaves"] == 0, 10,
+                   "the master to see its replica gone")
+        yield
+    finally:
+        for sentinel in cut_off:
+            sentinel.proc.send_signal(signal.SIGCONT)
 
 
 def master_kill_drill(tmp_path, replicated, *, orders, kill_after, settings, workers=2, threads=2):
@@ -290,8 +313,6 @@ def test_an_order_no_replica_could_acknowledge_is_refused_without_being_stored(t
     the new master, each order stored itself on it and waited the whole replica timeout
     (1 s) for a replica it did not have, then tried again: the first 202 came 1.2 s after
     the failover instead of at once."""
-    import signal
-
     from tests.conftest import make_app
 
     monkeypatch.setenv("FOODAPP_REDIS_SENTINELS", replicated.sentinel_setting)
@@ -299,13 +320,7 @@ def test_an_order_no_replica_could_acknowledge_is_refused_without_being_stored(t
     app.get("/comer/pan", status=202)
     master = replicated.master.client(decode_responses=True)
 
-    cut_off = replicated.sentinels[1:]
-    for sentinel in cut_off:
-        sentinel.proc.send_signal(signal.SIGSTOP)
-    try:
-        replicated.replica.kill()
-        wait_until(lambda: master.info("replication")["connected_slaves"] == 0, 10,
-                   "the master to see its replica gone")
+    with without_replica_or_majority(replicated):
         # The first order may find the app's last reading of the master from before the kill
         # (it reads every half second), store itself and wait in vain: its outcome is unknown.
         app.get("/comer/queso", status=503)
@@ -317,9 +332,6 @@ def test_an_order_no_replica_could_acknowledge_is_refused_without_being_stored(t
         assert queued[0] == ["pan"] and ["tarta"] not in queued, queued
         stored = [master.hget(key, "args") for key in master.scan_iter("foodapp:job:*") if not key.endswith(":events")]
         assert '["tarta"]' not in stored and '["pan"]' in stored, stored
-    finally:
-        for sentinel in cut_off:
-            sentinel.proc.send_signal(signal.SIGCONT)
 
     def accepted():
         return app.get("/comer/vino", expect_errors=True).status_int == 202
@@ -333,23 +345,15 @@ def test_a_worker_fetches_nothing_it_could_not_have_confirmed(tmp_path, replicat
     timeout, did not run them, and left them there until its orphan check gave them back,
     again and again; now it fetches nothing, says why, and runs them once a write may go
     without a replica (the Sentinels heard again, and seeing the replica gone)."""
-    import signal
-
     from tests.conftest import make_app
 
     env = {"FOODAPP_REDIS_SENTINELS": replicated.sentinel_setting}
     worker = Worker(tmp_path, "redis://unused:1/0", ini=production_like_ini(tmp_path), env=env, threads=2)
     master = replicated.master.client(decode_responses=True)
-    cut_off = replicated.sentinels[1:]
     try:
         worker.start()
         wait_until(lambda: master.zcard("dramatiq:__heartbeats__") == 1, 60, "the worker's heartbeat")
-        for sentinel in cut_off:
-            sentinel.proc.send_signal(signal.SIGSTOP)
-        try:
-            replicated.replica.kill()
-            wait_until(lambda: master.info("replication")["connected_slaves"] == 0, 10,
-                       "the master to see its replica gone")
+        with without_replica_or_majority(replicated):
             # Orders stored without a replica's acknowledgement, straight on the master.
             monkeypatch.setenv("FOODAPP_REDIS_URL", replicated.master.url)
             app = make_app(**{"enqueue.replicas": "0"})
@@ -359,9 +363,6 @@ def test_a_worker_fetches_nothing_it_could_not_have_confirmed(tmp_path, replicat
             assert master.llen("dramatiq:comer") == 5
             assert not [key for key in master.scan_iter("dramatiq:__acks__.*") if master.scard(key)]
             assert {master.hget(f"foodapp:job:{job_id}", "state") for job_id in job_ids} == {"queued"}
-        finally:
-            for sentinel in cut_off:
-                sentinel.proc.send_signal(signal.SIGCONT)
         wait_until(lambda: {master.hget(f"foodapp:job:{job_id}", "state") for job_id in job_ids} == {"done"}, 60,
                    "the jobs to run once the Sentinels see the replica gone", interval=0.2)
         assert [len(run) for run in runs.read_runs(master, job_ids).values()] == [1] * 5  # each ran once
