@@ -32,6 +32,7 @@ from dramatiq_dashboard.interface import RedisInterface, Worker
 
 from foodapp import ops, search
 from foodapp.broker import EnqueueUnavailable
+from foodapp.durable import TooFewReplicas
 from foodapp.security import Protected, audit, json_answer
 
 #: The dashboard's state-changing actions, recorded in the audit log.
@@ -54,7 +55,8 @@ class HeartbeatInterface(RedisInterface):
 
 
 class FoodDashboardApp(DashboardApp):
-    """dramatiq-dashboard's app, with its Requeue in the order that loses nothing.
+    """dramatiq-dashboard's app, with its Requeue in the order that loses nothing, and its
+    Delete refused while no replica could confirm it.
 
     Its own Requeue deleted the message first and enqueued the copy after: when Redis
     refused the enqueue (a failover; a master without its replicas), the job was gone. Here
@@ -62,6 +64,21 @@ class FoodDashboardApp(DashboardApp):
     removed after; a failure in between leaves a duplicate, which runs once (the ledger is
     keyed by job id), never a loss, as ``foodapp requeue`` does (foodapp/deadletters.py).
     """
+
+    @handler
+    @csrf_protect
+    def delete_message(self, req):
+        if req.method != "POST":
+            return HTTP_405, "Expected a POST request."
+        queue = req.post_data["queue"]
+        try:
+            self.broker.replicas.for_write()
+        except TooFewReplicas as error:
+            return "503 Service Unavailable", (
+                f"<p>Redis cannot take the delete now ({html.escape(str(error))}). The message is still in "
+                f"{html.escape(queue)}: try again in a moment.</p>")
+        self.iface.delete_message(queue, req.post_data["id"])
+        return redirect(self.make_uri("queues", q_name(queue), tab_from_q_name(queue)))
 
     @handler
     @csrf_protect
@@ -221,8 +238,9 @@ class DashboardMount:
             if removed and action == "delete" and not queue.endswith(".XQ"):
                 # A waiting or delayed job whose message is gone will not run: its status
                 # says so (a deleted dead letter stays dead or failed, as it was).
+                # Its replicas were asked for before the delete (delete_message).
                 search.act(self.broker, "cancel", [job_id], environ.get("REMOTE_USER") or "anonymous",
-                           via="dashboard delete")
+                           via="dashboard delete", replicas=self.broker.replicas.required())
             audit(self.broker.client, environ, f"dashboard {action}", queue=queue, job_id=job_id, removed=removed)
         return result
 

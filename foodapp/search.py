@@ -345,11 +345,14 @@ def _new_message(data, rid, queue_name, retry):
     return message.encode()
 
 
-def act(broker, action, job_ids, by, bulk=False, via=None):
+def act(broker, action, job_ids, by, bulk=False, via=None, replicas=None):
     """Do ``action`` to each of ``job_ids`` (unique, at most MAX_BULK); ``by`` (and ``via``,
-    what the action was done through, if not the console) goes in each job's timeline. A list of Outcome, in order, and how many replicas confirmed (None
-    without replicas). Raises redis errors (nothing, or part, was done: each job's change
-    is atomic and can be asked again)."""
+    what the action was done through, if not the console) goes in each job's timeline. A
+    list of Outcome, in order, and how many replicas confirmed (None without replicas).
+    ``replicas``: how many the changes wait for; by default what the replica policy asks,
+    and nothing is sent when the master has fewer online (durable.TooFewReplicas). Raises
+    redis errors (nothing, or part, was done: each job's change is atomic and can be asked
+    again)."""
     if action not in ACTIONS:
         raise BadQuery("action", f"there is no action {str(action)[:40]!r}; the actions are {', '.join(ACTIONS)}")
     client, ns, ttl = broker.client, broker.namespace, broker.settings.jobs_status_ttl
@@ -407,10 +410,11 @@ def act(broker, action, job_ids, by, bulk=False, via=None):
 
     script = _script(client)
     todo = [(job_id, plan) for job_id, plan in plans.items() if not isinstance(plan, Outcome)]
-    replicas = broker.replicas.required()
     confirmed = None
     replies = []
     if todo:
+        if replicas is None:
+            replicas = broker.replicas.for_write()
         with client.pipeline(transaction=False) as pipe:
             for _, (keys, args) in todo:
                 script(keys=keys, args=args, client=pipe)

@@ -338,6 +338,49 @@ def test_an_order_no_replica_could_acknowledge_is_refused_without_being_stored(t
     wait_until(accepted, 30, "the master to take orders alone once the Sentinels see the replica gone")
 
 
+def test_an_operators_change_no_replica_could_confirm_is_refused_unsent(tmp_path, replicated, monkeypatch):
+    """The same moment for an operator: the console's cancel (one job and in bulk) and the
+    dashboard's Delete. Before, the console wrote the change on the master, waited out the
+    replica timeout and answered 200 "0 of 1 replica(s) confirmed it": a change a failover
+    could throw away. Now nothing is written, the answer is a 503 that says why, and the
+    same request works once the master may take writes alone."""
+    import re
+
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_SENTINELS", replicated.sentinel_setting)
+    app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "1", "enqueue.replica_timeout_ms": "300"})
+    job_id = app.get("/comer/pan", status=202).json["job_id"]
+    master = replicated.master.client(decode_responses=True)
+    [rid] = master.lrange("dramatiq:comer", 0, -1)
+    csrf = re.search(r'data-csrf-token="([^"]+)"', app.get("/ops/jobs").text).group(1)
+    dashboard_csrf = re.search(r'name="__dd_csrf" value="(\w+)"', app.get("/jobs/queues/comer").text).group(1)
+
+    def cancel(status):
+        return app.post_json(f"/ops/api/jobs/{job_id}/cancel", {}, headers={"X-CSRF-Token": csrf}, status=status).json
+
+    with without_replica_or_majority(replicated):
+        # An order first: its retry reads the master again, so what follows sees 0 online
+        # (the app's last reading may be from before the kill).
+        app.get("/comer/queso", status=503)
+        refused = cancel(503)
+        assert refused["error"] == "redis_unavailable" and "0 replica(s) online" in refused["message"], refused
+        bulk = app.post_json("/ops/api/jobs/bulk", {"action": "cancel", "ids": [job_id]},
+                             headers={"X-CSRF-Token": csrf}, status=503).json
+        assert "0 replica(s) online" in bulk["message"], bulk
+        deleted = app.post("/jobs/delete-message", {"__dd_csrf": dashboard_csrf, "queue": "comer", "id": rid},
+                           status=503).text
+        assert "cannot take the delete" in deleted and "0 replica(s) online" in deleted, deleted
+        # The truth: nothing was changed on the master.
+        assert master.hget(f"foodapp:job:{job_id}", "state") == "queued"
+        assert master.lrange("dramatiq:comer", 0, -1)[0] == rid and master.hexists("dramatiq:comer.msgs", rid)
+
+    wait_until(lambda: app.post_json(f"/ops/api/jobs/{job_id}/cancel", {}, headers={"X-CSRF-Token": csrf},
+                                     expect_errors=True).status_int == 200, 30,
+               "the cancel to be taken once the Sentinels see the replica gone")
+    assert master.hget(f"foodapp:job:{job_id}", "state") == "cancelled"
+
+
 def test_a_worker_fetches_nothing_it_could_not_have_confirmed(tmp_path, replicated, monkeypatch):
     """The same moment on a worker's side: its fetch must be confirmed by a replica (the
     jobs it takes are otherwise still queued on the other side of a partition), and the

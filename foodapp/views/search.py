@@ -24,6 +24,7 @@ from pyramid.view import view_config
 
 from foodapp import joblogs, jobs, search
 from foodapp.csrf import check_post
+from foodapp.durable import TooFewReplicas
 from foodapp.security import audit
 from foodapp.urls import public_url, route_path
 from foodapp.views import json_error, json_response
@@ -45,6 +46,9 @@ def _user(request):
 
 
 def _unavailable(error):
+    if isinstance(error, TooFewReplicas):
+        return json_error(503, "redis_unavailable", f"Redis cannot take this change now ({error}): try again in a "
+                          "moment", **{"Retry-After": "2"})
     return json_error(503, "redis_unavailable", f"Redis did not answer ({error}); nothing was changed, or only part "
                       "of it: look at the jobs again, then try again", **{"Retry-After": "2"})
 
