@@ -42,6 +42,8 @@ class ReplicaPolicy:
         self._thread = None
         self._lock = threading.Lock()
         self._seen = None  # (config epoch, master address) last seen by the Sentinels
+        self._master = None  # (host, port) of the master a majority of the Sentinels last agreed on
+        self._replaced = None  # (host, port) of the master that one replaced, if known
         self._online = None  # replicas the master says are online (INFO); None: it did not say
         self._online_at = float("-inf")  # when that was asked
         self._reading = threading.Lock()
@@ -141,23 +143,17 @@ class ReplicaPolicy:
         """
         settings = self.settings
         master = tuple(self.client.connection_pool.get_master_address())
-        agreeing, replicas_seen, epoch = 0, 0, 0
-        for host, port in settings.redis_sentinels:
-            view = self._view(host, port, master)
-            if view is None:
-                continue
-            agreeing += 1
-            epoch = max(epoch, view[0])
-            # Conservative: the most replicas any agreeing sentinel sees up.
-            replicas_seen = max(replicas_seen, view[1])
-        if agreeing <= len(settings.redis_sentinels) // 2:
+        views = [view for view in (self._view(host, port, master) for host, port in settings.redis_sentinels)
+                 if view is not None]
+        if len(views) <= len(settings.redis_sentinels) // 2:
             return settings.enqueue_replicas
-        self._record_failover(epoch, f"{master[0]}:{master[1]}")
-        return min(settings.enqueue_replicas, replicas_seen)
+        self._follow(master)
+        self._record_failover(max(epoch for epoch, _ in views), f"{master[0]}:{master[1]}")
+        return min(settings.enqueue_replicas, self._replicas_up(views))
 
     def _view(self, host, port, master):
-        """(config epoch, replicas up) of a Sentinel that agrees ``master`` is the master and
-        up, or None (it names another, judges it down, or did not answer)."""
+        """(config epoch, addresses of the replicas up) of a Sentinel that agrees ``master``
+        is the master and up, or None (it names another, judges it down, or did not answer)."""
         settings = self.settings
         sentinel = redis.Redis(host=host, port=port, password=settings.redis_sentinel_password,
                                socket_timeout=0.5, socket_connect_timeout=0.5)
@@ -171,8 +167,35 @@ class ReplicaPolicy:
             return None
         finally:
             sentinel.close()
-        up = [r for r in replicas if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))]
-        return int(state.get("config-epoch", 0)), len(up)
+        up = [(r["ip"], int(r["port"])) for r in replicas
+              if not (r.get("is_sdown") or r.get("is_odown") or r.get("is_disconnected"))]
+        return int(state.get("config-epoch", 0)), up
+
+    def _replicas_up(self, views):
+        """The most replicas any agreeing Sentinel sees up (conservative), not counting the
+        master this one replaced unless this one lists it. After a failover the Sentinels
+        list the old master as its successor's replica, and as up until down-after passes
+        once more (they only now start to ping it there); it can come back only by resyncing,
+        which the master lists at once (``INFO replication``, whatever its state), so until
+        then no write can wait for it: counting it would refuse every order for down-after
+        after the promotion (with a host gone, past ``enqueue.retry_seconds``)."""
+        replaced = self._replaced
+        if replaced is not None and any(replaced in up for _, up in views):
+            listed = {(r.get("ip"), int(r.get("port", 0))) for r in replicas_in(self.client.info("replication"))}
+            if replaced not in listed:
+                views = [(epoch, [address for address in up if address != replaced]) for epoch, up in views]
+        return max(len(up) for _, up in views)
+
+    def _follow(self, master):
+        """Remember the master a majority of the Sentinels agree on, and the one it replaced
+        (for a process started since the failover, as another process wrote it down)."""
+        if self._master is None:
+            self._master = master
+            last = last_failover(self.client)
+            if last is not None and last["master"] == f"{master[0]}:{master[1]}":
+                self._replaced = _address(last["previous"])
+        elif master != self._master:
+            self._replaced, self._master = self._master, master
 
     def _record_failover(self, epoch, master):
         """Write down a failover the first time any process sees its new epoch."""
@@ -181,6 +204,11 @@ class ReplicaPolicy:
             if self.client.hsetnx(FAILOVERS, epoch, json.dumps(entry)):
                 log.warning("failover: the master is now %s (was %s)", master, self._seen[1])
         self._seen = (epoch, master)
+
+
+def _address(text):
+    host, _, port = text.rpartition(":")
+    return host, int(port)
 
 
 def replicas_in(info):

@@ -9,7 +9,7 @@ import pytest
 
 from tests import runs
 from tests.hosts import set_ini
-from tests.sentinel import running
+from tests.sentinel import MASTER_NAME, running
 from tests.servers import TESTING_INI, RedisServer, Web, Worker, http, wait_until
 
 pytestmark = pytest.mark.drill
@@ -411,6 +411,51 @@ def test_a_worker_fetches_nothing_it_could_not_have_confirmed(tmp_path, replicat
         assert [len(run) for run in runs.read_runs(master, job_ids).values()] == [1] * 5  # each ran once
     finally:
         worker.stop()
+
+
+def test_orders_go_to_a_promoted_master_without_waiting_for_the_dead_one_it_replaced(tmp_path, slow_failover,
+                                                                                      monkeypatch):
+    """A host dies with the master on it (frozen here: SIGSTOP, so connections to it hang as
+    to a host gone, instead of being refused). Once the Sentinels promote the replica, they
+    list the old master as the new master's replica, up, until down-after passes once more
+    (9 s here; 5 s in production). It is not connected to the new master, and can only come
+    back by resyncing, which the master lists first: no write can wait for it.
+
+    Found in the hosts drill run with production's down-after (5 s): each order in flight
+    was refused (the new master has 0 replicas online and the write "must reach 1") until
+    the Sentinels judged the old master down again, 10-11 s after the host died, past
+    enqueue.retry_seconds (8 s): the proxy's clients got 504 outcome_unknown. Now the order
+    is taken as soon as the Sentinels agree on the new master, while they still list the
+    old one as up."""
+    import signal
+
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_SENTINELS", slow_failover.sentinel_setting)
+    app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "40", "redis.socket_timeout": "0.5",
+                      "enqueue.replica_timeout_ms": "300"})
+    app.get("/comer/pan", status=202)
+    old = slow_failover.master
+    old.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: slow_failover.master_port() == slow_failover.replica.port, 60,
+                   "the Sentinels to promote the replica", interval=0.2)
+        held = app.get("/comer/queso", status=202).json
+        # A web process started since learns which master was replaced from what the first
+        # one wrote down (foodapp:failovers).
+        started_since = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "40",
+                                    "enqueue.replica_timeout_ms": "300"})
+        also = started_since.get("/comer/vino", status=202).json
+        client = slow_failover.master_client()
+        assert {client.hget(f"foodapp:job:{job['job_id']}", "state") for job in (held, also)} == {"queued"}
+        # ... while the Sentinels still list the old master as an up replica of the new one.
+        for sentinel in slow_failover.sentinels:
+            [listed] = [replica for replica in sentinel.client().sentinel_slaves(MASTER_NAME)
+                        if int(replica["port"]) == old.port]
+            assert not (listed["is_sdown"] or listed["is_odown"]), listed
+        assert client.info("replication")["connected_slaves"] == 0
+    finally:
+        old.proc.send_signal(signal.SIGCONT)
 
 
 def test_a_web_process_stays_ready_through_a_failover_it_can_ride_out(tmp_path, slow_failover, monkeypatch):
