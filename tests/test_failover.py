@@ -458,6 +458,71 @@ def test_orders_go_to_a_promoted_master_without_waiting_for_the_dead_one_it_repl
         old.proc.send_signal(signal.SIGCONT)
 
 
+def test_readyz_does_not_wait_out_the_socket_timeout_on_a_master_that_hangs(tmp_path, slow_failover, monkeypatch):
+    """A host gone silently (frozen master here) makes every command to it wait for
+    ``redis.socket_timeout``; /readyz must still answer within the front proxy's health
+    check (deploy/haproxy: timeout check 3 s), or the proxy takes the process out of
+    service while it could hold orders through the failover.
+
+    Found in the hosts drill with production's timings (socket timeout 2 s): B's /readyz
+    took 4.5 s while A's master hung (the command and its connection each waited it out),
+    HAProxy marked B down (Layer7 timeout), and with A dead too it answered every order
+    503 no_backend until B came back. /readyz now gives the master a bounded time and,
+    past it, asks the Sentinels, as for a master that refuses connections."""
+    import signal
+
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_SENTINELS", slow_failover.sentinel_setting)
+    app = make_app(**{"enqueue.replicas": "1", "redis.socket_timeout": "5"})
+    assert app.get("/readyz", status=200).json["ready"]
+    slow_failover.master.proc.send_signal(signal.SIGSTOP)
+    try:
+        answer = app.get("/readyz", status=200).json
+    finally:
+        slow_failover.master.proc.send_signal(signal.SIGCONT)
+    assert answer["redis"]["failing_over"], answer
+    assert "no answer within 1.5 s" in answer["reason"] and "3 of 3 Sentinels answer" in answer["reason"], answer
+
+
+def test_a_web_process_stays_ready_while_the_sentinels_judge_a_dead_replica(tmp_path, slow_failover, monkeypatch):
+    """The replica's host dies silently (its Redis frozen here: SIGSTOP). The master drops
+    it after repl-timeout (5 s here; 10 s in production); the Sentinels judge it down only
+    after down-after (9 s here; 5 s in production, so a process that exits, closing its
+    connection, makes this window as long). Meanwhile an order must reach a replica that
+    is not there, so it is held, and once the Sentinels judge it down, taken without one:
+    /readyz says ready, as through a failover.
+
+    Found in the hosts drill with production's timings: when host B died, A's /readyz said
+    "enqueues wait for 1 replica(s) and 0 are online" until the Sentinels judged B's replica
+    down; A being the only host left, the proxy answered hundreds of orders 503 no_backend
+    that A would have taken."""
+    import signal
+
+    from tests.conftest import make_app
+
+    monkeypatch.setenv("FOODAPP_REDIS_SENTINELS", slow_failover.sentinel_setting)
+    app = make_app(**{"enqueue.replicas": "1", "enqueue.retry_seconds": "30", "enqueue.replica_timeout_ms": "300"})
+    app.get("/comer/pan", status=202)
+    master = slow_failover.master.client(decode_responses=True)
+    slow_failover.replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: master.info("replication")["connected_slaves"] == 0, 30,
+                   "the master to drop its frozen replica (repl-timeout)")
+        riding = app.get("/readyz", status=200).json
+        assert riding["ready"] and riding["redis"]["waiting_for_replica"], riding
+        assert "3 of 3 Sentinels answer" in riding["reason"] and "judge it down" in riding["reason"], riding
+        # And it is true: an order sent now is held, then taken once they judge the replica down.
+        held = app.get("/comer/queso", status=202).json
+        assert master.hget(f"foodapp:job:{held['job_id']}", "state") == "queued"
+        replicas = [replica for sentinel in slow_failover.sentinels
+                    for replica in sentinel.client().sentinel_slaves(MASTER_NAME)]
+        assert any(replica["is_sdown"] for replica in replicas), replicas
+        assert app.get("/readyz", status=200).json["ready"]
+    finally:
+        slow_failover.replica.proc.send_signal(signal.SIGCONT)
+
+
 def test_a_web_process_stays_ready_through_a_failover_it_can_ride_out(tmp_path, slow_failover, monkeypatch):
     """The master is gone and the Sentinels have not promoted the replica yet (down-after 9 s):
     an order would be held until they do, so /readyz says ready, and the front proxy keeps
