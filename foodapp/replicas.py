@@ -94,9 +94,15 @@ class ReplicaPolicy:
         self._read_online(fresh)
 
     def _read_online(self, fresh=0.0):
-        """Read how many replicas the master has online, unless a reading is ``fresh``."""
-        with self._reading:
-            began = time.monotonic()
+        """Read how many replicas the master has online, unless a reading is ``fresh`` or
+        another thread's is under way: a master on a host gone silently holds a reading for
+        the socket timeout, and the threads that wait for it would hold their orders as long
+        after a failover (the others go on with what was last read; a new master makes that
+        unknown, _follow). A reading that a failover overtook is dropped."""
+        if not self._reading.acquire(blocking=False):
+            return
+        try:
+            began, master = time.monotonic(), self._master
             if began - self._online_at <= fresh:
                 return
             try:
@@ -107,7 +113,10 @@ class ReplicaPolicy:
             online = None
             if info.get("role") == "master":
                 online = sum(1 for replica in replicas_in(info) if replica.get("state") == "online")
-            self._online, self._online_at = online, began
+            if self._master == master:
+                self._online, self._online_at = online, began
+        finally:
+            self._reading.release()
 
     def _watching(self):
         if self._thread is not None:
@@ -196,6 +205,7 @@ class ReplicaPolicy:
                 self._replaced = _address(last["previous"])
         elif master != self._master:
             self._replaced, self._master = self._master, master
+            self._online, self._online_at = None, float("-inf")  # read from the old master
 
     def _record_failover(self, epoch, master):
         """Write down a failover the first time any process sees its new epoch."""
