@@ -16,6 +16,10 @@ Sentinels name the new master (which has no replica yet), an order is refused at
 tried again, instead of waiting out the replica timeout; and a master cut off from its
 replica takes nothing. What the master has online is read from it (``INFO replication``)
 with the Sentinels' view, and read again before a write is refused.
+
+The master a failover replaced is not counted among the replicas the Sentinels see up
+(they list it so for another down-after) until the new master lists it: it can come back
+only by resyncing (``_replicas_up``).
 """
 import json
 import logging
