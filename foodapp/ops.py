@@ -9,7 +9,7 @@ from foodapp import jobs, processes
 from foodapp import queues as queues_
 from foodapp.replicas import FAILOVERS
 from foodapp.security import audit_log
-from foodapp.topology import topology
+from foodapp.readiness import readiness
 
 
 def workers(broker):
@@ -71,11 +71,8 @@ def overview(broker, audit_entries=20):
     """What the overview page and GET /ops/api/overview show, JSON-ready: whether Redis takes
     jobs and its topology, failovers, memory, the audit log's tail, the queues and the
     workers' counts. A fixed number of Redis commands per queue and worker."""
-    settings, client = broker.settings, broker.client
-    try:
-        ready, reason, seen = topology(client, settings, broker.replicas.required())
-    except redis.RedisError as error:
-        ready, reason, seen = False, str(error), {}
+    client = broker.client
+    ready, reason, seen = readiness(broker)
     failovers = sorted((json.loads(v) for v in client.hvals(FAILOVERS)),
                        key=lambda entry: entry["epoch"], reverse=True)
     for entry in failovers:

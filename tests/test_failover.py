@@ -512,6 +512,9 @@ def test_a_web_process_stays_ready_while_the_sentinels_judge_a_dead_replica(tmp_
         riding = app.get("/readyz", status=200).json
         assert riding["ready"] and riding["redis"]["waiting_for_replica"], riding
         assert "3 of 3 Sentinels answer" in riding["reason"] and "judge it down" in riding["reason"], riding
+        # The console's overview says the same (foodapp/readiness.py serves both).
+        overview = app.get("/ops/api/overview", status=200).json
+        assert overview["ready"] and overview["topology"]["waiting_for_replica"], overview["reason"]
         # And it is true: an order sent now is held, then taken once they judge the replica down.
         held = app.get("/comer/queso", status=202).json
         assert master.hget(f"foodapp:job:{held['job_id']}", "state") == "queued"
