@@ -38,10 +38,13 @@ def test_metrics_count_every_process_work_from_redis(app, broker, worker):
     dramatiq.Actor(broken, broker=broker, actor_name="broken", queue_name="comer", priority=0,
                    options={"max_retries": 1, "min_backoff": 10, "max_backoff": 10}).send("piedra")
     worker.resume()
-    # Not drained: the beber job waits 60 s. The comer jobs are done when the counters say so.
+    # Not drained: the beber job waits 60 s. The comer jobs are done when the counters say so
+    # and the dead one's message is in the dead letters (its status and counter are written
+    # as it finishes; its message moves there with its acknowledgement, a moment later).
     done = wait_until(lambda: (found := samples(app)) and value(found, "foodapp_jobs_total", queue="comer",
-                                                                  outcome="dead") == 1 and found,
-                      20, "the comer jobs to be counted")
+                                                                  outcome="dead") == 1
+                      and value(found, "foodapp_queue_dead_letters", queue="comer") == 1 and found,
+                      20, "the comer jobs to be counted and the dead one's message in the dead letters")
     assert value(done, "foodapp_queue_depth", queue="comer") == 0
     assert value(done, "foodapp_jobs_total", queue="comer", outcome="done") == 3
     assert value(done, "foodapp_jobs_total", queue="comer", outcome="retried") == 1
