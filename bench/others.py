@@ -3,8 +3,9 @@
     drain_rq(tmp, jobs, workers) -> jobs/s
     drain_celery(tmp, jobs, concurrency, multiplier) -> jobs/s
     drain_sidekiq(tmp, jobs, concurrency, cpu) -> jobs/s
+    latency_sidekiq(tmp, samples)          -> (p50, p99, max, push p50) ms, enqueue -> start
 
-Both measure what ``bench.run.drain`` measures for Dramatiq: ``jobs`` no-op jobs are
+The drains measure what ``bench.run.drain`` measures for Dramatiq: ``jobs`` no-op jobs are
 enqueued first, on a private redis-server started here (127.0.0.1, a free port, never
 6379); then the worker is started, and the clock runs from the first job taken (the
 queue's length drops below ``jobs``) to the last one finished. Worker start-up is not timed.
@@ -32,6 +33,7 @@ import fcntl
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -273,6 +275,35 @@ def drain_sidekiq(tmp: str, jobs: int, concurrency: int = 4, cpu: dict = None) -
             if done != jobs:
                 raise RuntimeError(f"sidekiq ran {done} jobs, not {jobs}")
             return jobs / seconds
+        finally:
+            server.stop()
+
+
+def latency_sidekiq(tmp: str, samples: int, concurrency: int = 1) -> tuple:
+    """Enqueue -> start on an idle Sidekiq worker (``sidekiq -c CONCURRENCY``), measured as
+    bench/run.py's ``latency`` measures Dramatiq's: one probe at a time after the same pauses,
+    from just before the push (Sidekiq's own client, in Ruby) to the job's first line. Sidekiq
+    blocks on its queue with BRPOP, so the job comes with the wake-up. (p50, p99, max, and the
+    p50 of the push alone), in ms."""
+    if not SIDEKIQ:
+        raise RuntimeError("sidekiq is not installed (apt-get install ruby-sidekiq, or `make bench` as root)")
+    with tempfile.TemporaryDirectory(dir=tmp, prefix="sidekiq-") as here:
+        server = RedisServer(here).start()
+        try:
+            worker = Process([SIDEKIQ, "-r", SIDEKIQ_JOBS, "-c", concurrency, "-q", "bench", "-t", "5",
+                              "-e", "production"], Path(here) / "worker.log", env={"REDIS_URL": server.url}).start()
+            try:
+                probed = subprocess.run(["ruby", str(SIDEKIQ_JOBS), "probe", str(samples)], capture_output=True,
+                                        text=True, cwd=ROOT, env={**os.environ, "REDIS_URL": server.url},
+                                        timeout=120 + samples * 4)
+            finally:
+                worker.stop()
+            if probed.returncode != 0:
+                raise RuntimeError(f"sidekiq_jobs.rb probe failed: {probed.stderr[-2000:]}\n{worker.output()[-2000:]}")
+            found = json.loads(probed.stdout)
+            delays = sorted(found["delays_ms"])
+            return (statistics.median(delays), delays[max(0, int(len(delays) * 0.99) - 1)], delays[-1],
+                    statistics.median(found["sends_ms"]))
         finally:
             server.stop()
 

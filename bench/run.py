@@ -286,6 +286,23 @@ def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
                     f"(prefetch {prefetch_name(food_p, threads)}; {os.cpu_count()} cores)", two,
                     f"foodapp 1 process x {threads} threads, same prefetch", food_best, two / food_best,
                     ">= 1.7", two / food_best >= 1.7))
+    # What bounds that figure: two processes share the machine's cores with redis-server, so
+    # they drain at most cores ÷ (CPU a job, worker + Redis); ÷ the 1 x 4 rate, that is
+    # cores ÷ the cores one process's drain keeps busy. Plain Dramatiq, scaled the same way
+    # on the same machine, shows what a smaller Redis share per job does to it.
+    with step(f"drain: plain, 2 processes x {threads} threads, prefetch {prefetch_name(plain_p, threads)}") as s:
+        plain_two, *_ = drain(tmp, "plain", processes=2, threads=threads, prefetch=plain_p, jobs=jobs)
+        s["result"] = f"{plain_two:.0f} jobs/s"
+    cores = os.cpu_count()
+    food_ceiling = cores / (food_best * food_total / 1e6) if food_total else float("inf")
+    plain_ceiling = cores / (plain_best * plain_total / 1e6) if plain_total else float("inf")
+    rows.append(row("drain_scales_ceiling", f"drain scales, the most {cores} cores allow: {cores} ÷ the cores one "
+                    "1-process drain keeps busy (its jobs/s × CPU a job, worker + Redis)", food_ceiling,
+                    "plain Dramatiq, the same", plain_ceiling, food_ceiling / plain_ceiling, "(context)", None))
+    rows.append(row("drain_scales_plain", f"drain scales, 2 processes ÷ 1 (foodapp as above: {two / food_best:.2f})",
+                    two / food_best, f"plain Dramatiq, 2 processes x {threads} threads ÷ 1 x {threads}, prefetch "
+                    f"{prefetch_name(plain_p, threads)}", plain_two / plain_best, two / food_best / (plain_two / plain_best),
+                    "(context)", None))
     details["foodapp_best_drain"] = food_best
     details["foodapp_best_prefetch"] = food_p
     return rows
@@ -655,19 +672,34 @@ def latency(tmp, kind):
 
 
 def latency_rows(tmp):
+    from bench import others
+
     found = {}
     for kind in ("foodapp", "plain"):
         with step(f"latency: enqueue -> start on an idle {kind} worker, {LATENCY_SAMPLES} samples") as s:
             found[kind] = latency(tmp, kind)
             s["result"] = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms, send() alone p50 {:.2f} ms".format(*found[kind])
     food_send, plain_send = found["foodapp"][3], found["plain"][3]
-    return [row(f"pickup_{name}", f"enqueue -> start on an idle worker, {name}, ms", ours,
+    rows = [row(f"pickup_{name}", f"enqueue -> start on an idle worker, {name}, ms", ours,
                 "plain Dramatiq (default prefetch; polls with backoff)", theirs,
                 theirs / ours if ours else float("inf"), f"<= {limit} ms (ratio: baseline/foodapp)", ours <= limit)
             for name, ours, theirs, limit in zip(("p50", "p99", "max"), found["foodapp"], found["plain"], (1, 5, 25))] + [
         row("pickup_send", "of that p50: the enqueue alone (send() returned, in the sending process), ms", food_send,
             "plain Dramatiq's send(), same pauses", plain_send, plain_send / food_send if food_send else float("inf"),
             "(context; ratio: baseline/foodapp)", None)]
+    if not others.SIDEKIQ:
+        say("latency: Sidekiq SKIPPED: no `sidekiq` command (apt-get install ruby-sidekiq, or run `make bench` as "
+            "root)")
+        return rows
+    with step(f"latency: enqueue -> start on an idle Sidekiq worker, {LATENCY_SAMPLES} samples") as s:
+        sidekiq = others.latency_sidekiq(tmp, LATENCY_SAMPLES)
+        s["result"] = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms, push alone p50 {:.2f} ms".format(*sidekiq)
+    how = (f"Sidekiq {others.sidekiq_version()}, concurrency 1 (BRPOP: the job comes with the wake-up; no start "
+           "written), same pauses")
+    return rows + [
+        row(f"pickup_sidekiq_{name}", f"enqueue -> start on an idle worker, {name}, ms (foodapp as above)", ours, how,
+            theirs, theirs / ours if ours else float("inf"), "(context; ratio: baseline/foodapp)", None)
+        for name, ours, theirs in zip(("p50", "p99"), found["foodapp"], sidekiq)]
 
 
 def recovery_rows(tmp):

@@ -35,7 +35,8 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
 
     details = {}
     rows = run.drain_rows(str(tmp_path), jobs=300, prefetches=[None, 32], details=details)
-    assert [r["key"] for r in rows] == ["drain_best", "drain_cpu", "drain_default", "rss", "drain_scales"]
+    assert [r["key"] for r in rows] == ["drain_best", "drain_cpu", "drain_default", "rss", "drain_scales",
+                                        "drain_scales_ceiling", "drain_scales_plain"]
     for r in rows:
         assert r["foodapp"] > 0 and r["baseline_value"] > 0 and r["ratio"] > 0, r
         assert r["figure"] and r["baseline"]
@@ -92,6 +93,16 @@ def test_sidekiq_drain_counts_its_cpu_a_job(tmp_path):
     cpu = {}
     assert others.drain_sidekiq(str(tmp_path), 200, concurrency=2, cpu=cpu) > 0
     assert set(cpu) == {"worker", "redis"} and all(v > 0 for v in cpu.values()), cpu
+
+
+def test_sidekiq_idle_pickup_is_timed_from_before_the_push(tmp_path):
+    from bench import others
+
+    if not others.SIDEKIQ:
+        pytest.skip("no `sidekiq` command: apt-get install ruby-sidekiq (`make bench` does, as root)")
+    p50, p99, most, push = others.latency_sidekiq(str(tmp_path), 12)
+    # Each delay includes the push, which is timed on its own too.
+    assert 0 < push and 0 < p50 <= p99 <= most
 
 
 def test_chart_of_no_runs_and_one_run(tmp_path):
