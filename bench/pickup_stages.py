@@ -2,9 +2,15 @@
 
 One job at a time (after a 20 ms pause) on an idle foodapp worker (1 thread), each stage in
 milliseconds from just before the enqueue, as the bench's pickup figure counts: the send
-returned (in this process); then in the worker, the fetch that took it, a worker thread
-taking it, JobStatus's `running` written, the job running. Medians and 90th percentiles.
-On a private redis-server (127.0.0.1, a free port).
+returned (in this process); then in the worker, the fetch that took it, the consumer
+thread putting it on Dramatiq's work queue and then building its next blocking call (the
+worker thread needs the GIL it holds), a worker thread taking it, JobStatus's `running`
+written, the job running. Medians and 90th percentiles. On a private redis-server
+(127.0.0.1, a free port).
+
+Then what Redis spent on each script call of that path (median µs, from SLOWLOG with every
+command logged, which adds a few µs to each): the enqueue, the fetch behind the wake-up, the
+start, the done (after the job: off the path). Told apart by their first key and key count.
 """
 import json
 import statistics
@@ -17,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import run  # noqa: E402
+from bench.probes import QUEUE  # noqa: E402
 
-STAGES = ("sent", "fetched", "thread", "before", "started", "runs")
+STAGES = ("sent", "fetched", "put", "blocks", "thread", "before", "started", "runs")
 
 
 def measure(samples=200):
@@ -37,6 +44,9 @@ def measure(samples=200):
                 if client.blpop(["bench:stages"], timeout=60) is None:
                     raise AssertionError(f"the worker did not start:\n{worker.output()[-2000:]}")
                 rows = []
+                client.config_set("slowlog-log-slower-than", 0)
+                client.config_set("slowlog-max-len", 20 * samples)
+                client.slowlog_reset()
                 for _ in range(samples):
                     time.sleep(0.02)
                     began = time.time()
@@ -46,16 +56,47 @@ def measure(samples=200):
                     if taken is None:
                         raise AssertionError("a probe did not run within 4 s")
                     rows.append({"sent": sent, **json.loads(taken[1])})
+                scripts = _script_times(client.slowlog_get(20 * samples))
             finally:
                 worker.stop()
         finally:
             server.stop()
-    return {stage: (statistics.median(r[stage] for r in rows),
-                    sorted(r[stage] for r in rows)[int(len(rows) * 0.9)]) for stage in STAGES}
+    found = {}
+    for stage in STAGES:
+        # "blocks" is missing when the consumer's next call was a fetch, not a wait, or came
+        # after the job had run.
+        seen = sorted(r[stage] for r in rows if stage in r)
+        if seen:
+            found[stage] = (statistics.median(seen), seen[int(len(seen) * 0.9)], len(seen))
+    return found, scripts
+
+
+def _script_times(entries):
+    """Median µs of each script call of the pickup's path, from SLOWLOG entries."""
+    calls = {}
+    for entry in entries:
+        words = entry["command"].split()
+        if words[0].lower() not in (b"evalsha", "evalsha") or int(words[2]) == 0:
+            continue
+        key, keys = words[3].decode() if isinstance(words[3], bytes) else words[3], int(words[2])
+        if ":__acks__." in key:  # commit.lua: each write's kind first ("start", "finish")
+            kinds = [w for w in words[3 + keys:] if w in (b"start", b"finish", "start", "finish")]
+            name = {1: "start" if kinds[0] in (b"start", "start") else "done"}.get(len(kinds), "start+done")
+        elif key == f"dramatiq:{QUEUE}":
+            name = "enqueue" if keys >= 7 else "fetch"
+        else:
+            continue
+        calls.setdefault(name, []).append(entry["duration"])
+    return {name: (statistics.median(times), len(times)) for name, times in calls.items()}
 
 
 if __name__ == "__main__":
-    found = measure(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
-    print("stage, ms from just before the enqueue: median, 90th percentile")
+    found, scripts = measure(int(sys.argv[1]) if len(sys.argv) > 1 else 200)
+    print("stage, ms from just before the enqueue: median, 90th percentile, samples")
     for stage in STAGES:
-        print(f"  {stage:8s} {found[stage][0]:6.3f} {found[stage][1]:6.3f}")
+        if stage in found:
+            print(f"  {stage:8s} {found[stage][0]:6.3f} {found[stage][1]:6.3f} {found[stage][2]:6d}")
+    print("Redis, µs a call (median; SLOWLOG), calls seen")
+    for name in ("enqueue", "fetch", "start", "done", "start+done"):
+        if name in scripts:
+            print(f"  {name:8s} {scripts[name][0]:6.0f} {scripts[name][1]:6d}")

@@ -286,19 +286,10 @@ def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
                     f"(prefetch {prefetch_name(food_p, threads)}; {os.cpu_count()} cores)", two,
                     f"foodapp 1 process x {threads} threads, same prefetch", food_best, two / food_best,
                     ">= 1.7", two / food_best >= 1.7))
-    # What bounds that figure: two processes share the machine's cores with redis-server, so
-    # they drain at most cores ÷ (CPU a job, worker + Redis); ÷ the 1 x 4 rate, that is
-    # cores ÷ the cores one process's drain keeps busy. Plain Dramatiq, scaled the same way
-    # on the same machine, shows what a smaller Redis share per job does to it.
+    # The same scaling of plain Dramatiq on the same machine, at its best prefetch: context.
     with step(f"drain: plain, 2 processes x {threads} threads, prefetch {prefetch_name(plain_p, threads)}") as s:
         plain_two, *_ = drain(tmp, "plain", processes=2, threads=threads, prefetch=plain_p, jobs=jobs)
         s["result"] = f"{plain_two:.0f} jobs/s"
-    cores = os.cpu_count()
-    food_ceiling = cores / (food_best * food_total / 1e6) if food_total else float("inf")
-    plain_ceiling = cores / (plain_best * plain_total / 1e6) if plain_total else float("inf")
-    rows.append(row("drain_scales_ceiling", f"drain scales, the most {cores} cores allow: {cores} ÷ the cores one "
-                    "1-process drain keeps busy (its jobs/s × CPU a job, worker + Redis)", food_ceiling,
-                    "plain Dramatiq, the same", plain_ceiling, food_ceiling / plain_ceiling, "(context)", None))
     rows.append(row("drain_scales_plain", f"drain scales, 2 processes ÷ 1 (foodapp as above: {two / food_best:.2f})",
                     two / food_best, f"plain Dramatiq, 2 processes x {threads} threads ÷ 1 x {threads}, prefetch "
                     f"{prefetch_name(plain_p, threads)}", plain_two / plain_best, two / food_best / (plain_two / plain_best),

@@ -1,7 +1,9 @@
 """The worker side of bench/pickup_stages.py: `dramatiq foodapp.worker bench.stage_actors`.
 
 Notes the time of each stage of a job's pickup in this worker process (the consumer's
-fetch, a worker thread taking the message, JobStatus's start written) and has the `staged`
+fetch, the consumer thread putting the message on Dramatiq's work queue, that thread
+building its next blocking call, a worker thread taking the message, JobStatus's start
+written) and has the `staged`
 probe record them, as milliseconds since its enqueue, in the list ``bench:stages``. The
 stages are noted by wrapping the methods that mark them: measurement only, never shipped.
 """
@@ -10,7 +12,7 @@ import time
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
-from dramatiq.worker import _WorkerThread
+from dramatiq.worker import _ConsumerThread, _WorkerThread
 
 from bench import probes
 from foodapp import consumer, status
@@ -41,6 +43,20 @@ def _fetched(messages, *_):
         _note(message.message_id, "fetched")
 
 
+def _handed(message):
+    _note(message.message_id, "put")
+    _last_handed[0] = message.message_id
+
+
+def _blocks(*_):
+    if _last_handed[0] is not None:
+        _note(_last_handed[0], "blocks")
+        _last_handed[0] = None
+
+
+_last_handed = [None]  # the message the consumer thread put on the work queue last
+_wrap(_ConsumerThread, "handle_message", before=_handed)
+_wrap(consumer.FifoConsumer, "_idle_block", before=_blocks)  # building its next blocking call
 _wrap(consumer.FifoConsumer, "_wake_and_fetch", after=_fetched)
 _wrap(consumer.FifoConsumer, "_fetch", after=_fetched)
 _wrap(_WorkerThread, "process_message", before=lambda message: _note(message.message_id, "thread"))

@@ -36,7 +36,7 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
     details = {}
     rows = run.drain_rows(str(tmp_path), jobs=300, prefetches=[None, 32], details=details)
     assert [r["key"] for r in rows] == ["drain_best", "drain_cpu", "drain_default", "rss", "drain_scales",
-                                        "drain_scales_ceiling", "drain_scales_plain"]
+                                        "drain_scales_plain"]
     for r in rows:
         assert r["foodapp"] > 0 and r["baseline_value"] > 0 and r["ratio"] > 0, r
         assert r["figure"] and r["baseline"]
