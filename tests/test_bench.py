@@ -42,6 +42,10 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
         assert r["figure"] and r["baseline"]
     assert "prefetch" in rows[0]["figure"] and "prefetch" in rows[0]["baseline"]
     for kind in ("foodapp", "plain"):
+        # 2 processes ÷ 1: both measured afresh, in as many rounds each.
+        tries = details["drain_scaling"][kind]
+        assert len(tries["1 process"]) == len(tries["2 processes"]) == run.SCALE_ROUNDS
+        assert all(v > 0 for v in tries["1 process"] + tries["2 processes"])
         assert set(details["drain_sweep"][kind]) == {"default (8)", "32"}
         assert all(v > 0 for v in details["drain_sweep"][kind].values())
         # CPU counted both sides: the worker's processes and redis-server each did some work.
@@ -64,7 +68,7 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
         assert all(r["ratio"] > 0 for r in entry["rows"])
     text = doc.read_text()
     assert "old" not in text and text.endswith("<!-- /table -->\n\nafter\n")
-    assert "| drain scales:" in text and "drain sweep, plain" in text
+    assert "| drain scales:" in text and "drain sweep, plain" in text and "drain scaling, foodapp" in text
 
     svg = ET.parse(results / "ratios.svg").getroot()
     assert svg.tag == f"{SVG}svg"
