@@ -316,6 +316,24 @@ def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
     return rows
 
 
+def redis_cost_rows(details):
+    """What a job costs Redis from its order to its end: the order's (development profile's
+    HTTP rounds) and the drain's (fetch, start, done), each as measured; with one Redis (the
+    master, in production) for every web process and worker, it is what the whole
+    deployment can carry at most."""
+    orders, drains = details.get("http_redis_cpu_us", {}), details.get("drain_cpu_us", {})
+    if "foodapp" not in orders or "send() view" not in orders or not drains:
+        return []
+    food = orders["foodapp"] + drains["foodapp"]["redis"]
+    plain = orders["send() view"] + drains["plain"]["redis"]
+    return [row("redis_cpu_job", "Redis CPU a job, end to end: its order (GET /comer/x, development profile: "
+                f"{orders['foodapp']:.0f} µs) + its drain (fetch, start, done: {drains['foodapp']['redis']:.0f} µs), µs; "
+                f"one Redis core carries at most {1e6 / food:,.0f} jobs/s", food,
+                f"plain Dramatiq (its send() view's order {orders['send() view']:.0f} µs + its drain "
+                f"{drains['plain']['redis']:.0f} µs); ratio: plain ÷ foodapp", plain,
+                plain / food if food else float("inf"), "(context)", None)]
+
+
 # -- other job queues ---------------------------------------------------------------------------
 
 def other_rows(tmp, food_best, details, jobs=None, other_jobs=None, threads=THREADS):
@@ -457,14 +475,18 @@ def settled(count, quiet=0.3, most=10):
     return value
 
 
-def http_compare(here, apps, env, profile, waits=None):
+def http_compare(here, apps, env, profile, waits=None, redis_cpu=None):
     """{name: (req/s, p99 ms)} of GET /comer/plato against each of ``apps`` ({name: ini}).
 
     All are served at once and warmed up; then HTTP_ROUNDS rounds of HTTP_SECONDS /
     HTTP_ROUNDS each, the apps taking turns, so a burst of load on the machine falls on all
     of them alike; each app's best round counts. ``waits``, if given, counts the WAIT calls
-    Redis has seen: {name: WAITs during that app's load} is checked by the caller."""
+    Redis has seen: {name: WAITs during that app's load} is checked by the caller.
+    ``redis_cpu``, a dict, gets {name: redis-server's CPU µs a request} over all rounds
+    (``redis_cpu["pid"]``: redis-server's pid)."""
     webs, found, waited = {}, {name: [] for name in apps}, {name: 0 for name in apps}
+    pid = redis_cpu.pop("pid") if redis_cpu is not None else None
+    spent = {name: [0.0, 0.0] for name in apps}  # redis-server CPU seconds, requests
     try:
         with step(f"http: {profile}, starting {', '.join(apps)}"):
             for name, ini in apps.items():
@@ -477,12 +499,18 @@ def http_compare(here, apps, env, profile, waits=None):
                     # The app before may still be answering what the load generator sent
                     # last (waitress queues requests): its WAITs are not this app's.
                     before = settled(waits) if waits else 0
+                    cpu = cpu_seconds([pid]) if pid else 0.0
                     found[name].append(http_load(url, HTTP_SECONDS / HTTP_ROUNDS))
+                    if pid:
+                        spent[name][0] += cpu_seconds([pid]) - cpu
+                        spent[name][1] += found[name][-1][0] * max(1, round(HTTP_SECONDS / HTTP_ROUNDS))
                     waited[name] += (waits() - before) if waits else 0
                     s["result"] = "{:.0f} req/s, p99 {:.2f} ms".format(*found[name][-1])
     finally:
         for web, _ in webs.values():
             web.stop()
+    if redis_cpu is not None:
+        redis_cpu.update({name: seconds / requests * 1e6 for name, (seconds, requests) in spent.items() if requests})
     return {name: max(tries, key=lambda t: t[0]) for name, tries in found.items()}, waited
 
 
@@ -493,19 +521,24 @@ def production_ini(here, name, app_use="egg:foodapp", **values):
     return path
 
 
-def http_rows(tmp):
+def http_rows(tmp, details=None):
     """HTTP enqueue in the development profile (one Redis) and the production one (a replica, WAIT)."""
+    details = {} if details is None else details
     rows = []
     with tempfile.TemporaryDirectory(dir=tmp, prefix="http-dev-") as here:
         server = RedisServer(here).start()
+        redis_cpu = {"pid": server.pid}
         try:
             ini = lambda use: ini_for(here, free_port(), use, base=DEVELOPMENT_INI, name="development")  # noqa: E731
             found, _ = http_compare(here, {"foodapp": ini("egg:foodapp"), "bare view": ini("call:bench.bare_app:main"),
                                            "send() view": ini("call:bench.send_app:main"),
                                            "PING view": ini("call:bench.ping_app:main")},
-                                    {"FOODAPP_REDIS_URL": server.url}, "development profile")
+                                    {"FOODAPP_REDIS_URL": server.url}, "development profile",
+                                    redis_cpu=redis_cpu)
         finally:
             server.stop()
+    details["http_redis_cpu_us"] = {name: round(redis_cpu[name], 1) for name in ("foodapp", "send() view")
+                                    if name in redis_cpu}
     food, bare, send, ping = found["foodapp"], found["bare view"], found["send() view"], found["PING view"]
     what = f"HTTP enqueue GET /comer/x, development profile, req/s ({LOAD_GENERATOR})"
     rows.append(row("http_dev_bare", what, food[0], "bare Pyramid JSON view, same waitress", bare[0],
@@ -743,9 +776,10 @@ def measure(tmp, steps=STEPS, details=None):
     details = {} if details is None else details
     rows = []
     if "http" in steps:
-        rows += http_rows(tmp)
+        rows += http_rows(tmp, details)
     if "drain" in steps or "others" in steps:
         rows += drain_rows(tmp, details=details)
+        rows += redis_cost_rows(details)
     if "others" in steps:
         rows += other_rows(tmp, details["foodapp_best_drain"], details)
     if "batch" in steps:
