@@ -16,7 +16,7 @@ Every help text says what is counted, and which of the two kinds the series is.
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from foodapp import jobs, queues as _queues
+from foodapp import jobs, queues as _queues, series
 from foodapp.replicas import FAILOVERS
 
 ENQUEUE_LATENCY = Histogram(
@@ -50,9 +50,10 @@ class RedisCollector:
             pipe.hlen(FAILOVERS)
             pipe.info("memory")
             pipe.hgetall(_queues.PAUSED)
+            pipe.info("cpu")
             results = pipe.execute()
         per_queue = [results[i * 4:(i + 1) * 4] for i in range(len(queues))]
-        stats, workers, replication, failovers, memory, pauses = results[len(queues) * 4:]
+        stats, workers, replication, failovers, memory, pauses, cpu = results[len(queues) * 4:]
 
         depth = GaugeMetricFamily(
             "foodapp_queue_depth",
@@ -155,6 +156,14 @@ class RedisCollector:
             "Cluster-wide.")
         limit.add_metric([], int(memory.get("maxmemory", 0)))
         yield limit
+        busy = CounterMetricFamily(
+            "foodapp_redis_cpu_seconds",
+            "CPU seconds the Redis master's main thread has used since it started (INFO cpu, user + system): "
+            "it runs every command of every web process and worker on one core, so its rate is the share "
+            "of that core in use, and at 1 the whole deployment is at its ceiling (docs/production.md). "
+            "Cluster-wide.")
+        busy.add_metric([], series.redis_cpu_seconds(cpu))
+        yield busy
 
     @staticmethod
     def _histogram(raw):

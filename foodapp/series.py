@@ -6,9 +6,13 @@ Three sources, all in Redis so every process's work counts once:
 - jobs done, failed, dead and retried per minute and queue: the per-minute counters the
   workers already keep (``foodapp:minute:<minute>``, fields ``<queue>:<outcome>``, see
   jobs.outcome());
-- queue depth and latency per queue, and the number of live workers: sampled here, one
+- queue depth and latency per queue, the number of live workers, and the CPU seconds the
+  Redis master's main thread has used (with the time it was read): sampled here, one
   sample per 10-second slot, into ``foodapp:series:<minute>`` (field ``<slot 0..5>``, a
-  JSON ``{"w": workers, "q": {queue: [depth, latency seconds]}}``). Anyone may call
+  JSON ``{"w": workers, "q": {queue: [depth, latency seconds]}, "c": cpu seconds, "t":
+  time}``). Two samples in a row give the share of its one core the master used between
+  them: every order and job of every process runs its Redis commands there, so that share
+  is how close the whole deployment is to its ceiling (docs/production.md). Anyone may call
   sample() as often as they like (the workers' heartbeat threads, the console's overview):
   the first caller of a slot claims it (HSETNX ``<slot>:claim``) and writes it; the others
   pay one command, and a process that already tried a slot pays none;
@@ -76,7 +80,8 @@ def sample(broker, now=None):
         timeout_ms = broker.settings.workers_heartbeat_timeout * 1000
         workers = client.zcount(f"{broker.namespace}:__heartbeats__", now * 1000 - timeout_ms, "+inf")
         value = {"w": workers,
-                 "q": {queue["name"]: [queue["queued"], queue.get("latency_seconds")] for queue in queues}}
+                 "q": {queue["name"]: [queue["queued"], queue.get("latency_seconds")] for queue in queues},
+                 "c": round(redis_cpu_seconds(client.info("cpu")), 6), "t": round(now, 3)}
         with client.pipeline(transaction=False) as pipe:
             pipe.hset(key, field, json.dumps(value, separators=(",", ":")))
             pipe.expire(key, RETENTION)
@@ -85,6 +90,31 @@ def sample(broker, now=None):
     except redis.RedisError as error:
         log.debug("no series sample for slot %s: %s", slot, error)
         return False
+
+
+def redis_cpu_seconds(cpu):
+    """The CPU seconds a Redis server's main thread has used, user and system, from its
+    ``INFO cpu`` (the whole process's where the server does not tell them apart)."""
+    if "used_cpu_user_main_thread" in cpu:
+        return float(cpu["used_cpu_user_main_thread"]) + float(cpu.get("used_cpu_sys_main_thread", 0))
+    return float(cpu.get("used_cpu_user", 0)) + float(cpu.get("used_cpu_sys", 0))
+
+
+#: Two samples further apart than this (s) give no CPU share: a gap in the chart, not an
+#: average over the gap drawn as one slot.
+CPU_SAMPLES_APART = 3 * SLOT_SECONDS
+
+
+def _cpu_percent(before, after):
+    """The share of one core (%) the master used between two samples, or None: a sample
+    missing or without a reading, too far apart, or a counter that went back (another server:
+    a failover, a restart)."""
+    if not before or not after or "c" not in before or "c" not in after:
+        return None
+    seconds, used = after["t"] - before["t"], after["c"] - before["c"]
+    if not 0 < seconds <= CPU_SAMPLES_APART or used < 0:
+        return None
+    return round(used / seconds * 100, 2)
 
 
 def enqueue_refused(client, redis_answered, now=None):
@@ -163,8 +193,9 @@ def read(client, minutes=60, now=None):
     ``rates``: per minute, jobs processed (done, failed or dead), failed (failed or dead)
     and retried, per second (the current minute over the seconds it has had);
     ``enqueue_503``: per minute, the 503s answered; ``samples``: per 10-second slot, live
-    workers, and depth and latency per queue (None where no sample was taken). Times are
-    epoch seconds: a minute's or slot's start.
+    workers, depth and latency per queue, and the share of one core (%) the Redis master
+    used since the slot before (None where no sample was taken, or no sample before it to
+    compare with). Times are epoch seconds: a minute's or slot's start.
     """
     minutes = check_minutes(minutes)
     now = time.time() if now is None else now
@@ -178,7 +209,8 @@ def read(client, minutes=60, now=None):
 
     rates = {"step_seconds": 60, "times": [], "processed": [], "failed": [], "retried": []}
     refused = {"step_seconds": 60, "times": [], "counts": []}
-    samples = {"step_seconds": SLOT_SECONDS, "times": [], "workers": [], "depth": {}, "latency": {}}
+    samples = {"step_seconds": SLOT_SECONDS, "times": [], "workers": [], "depth": {}, "latency": {},
+               "redis_cpu_percent": []}
     slots = []
     for offset in range(minutes):
         minute = first + offset
@@ -204,9 +236,12 @@ def read(client, minutes=60, now=None):
     names = sorted({name for _, value in slots if value for name in value.get("q", {})})
     for name in names:
         samples["depth"][name], samples["latency"][name] = [], []
+    before = None
     for start, value in slots:
         samples["times"].append(start)
         samples["workers"].append(value.get("w") if value else None)
+        samples["redis_cpu_percent"].append(_cpu_percent(before, value))
+        before = value
         queues = (value or {}).get("q", {})
         for name in names:
             depth, latency = queues.get(name, (None, None))

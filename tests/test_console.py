@@ -48,6 +48,31 @@ def test_the_series_json_is_bounded_and_says_why_not(app):
         assert refused["error"] == "bad_minutes" and "1 to 120" in refused["message"], refused
 
 
+def test_the_series_show_the_share_of_one_core_the_master_used(app, broker, redis_server):
+    """From two samples in a row, the master's CPU seconds between them ÷ the time between
+    them; read at times long past, so that no live sampler takes those slots."""
+    first = (time.time() // 60 - 30) * 60
+    assert series.sample(broker, now=first)
+    for n in range(300):
+        app.get(f"/comer/pan{n}", status=202)
+    second = first + series.SLOT_SECONDS
+    assert series.sample(broker, now=second)
+    samples = series.read(redis.Redis.from_url(redis_server.url), minutes=2, now=second)["samples"]  # bytes, as the app's
+    assert len(samples["redis_cpu_percent"]) == len(samples["times"])
+    slot = samples["times"].index(second)
+    assert samples["redis_cpu_percent"][slot - 1] is None  # no sample before the first
+    # 300 orders' Redis work, over the 10 s the two readings say lay between them.
+    assert 0 < samples["redis_cpu_percent"][slot] <= 100, samples["redis_cpu_percent"]
+
+
+def test_no_cpu_share_across_a_gap_or_another_server():
+    assert series._cpu_percent({"c": 1.0, "t": 100.0}, {"c": 1.5, "t": 110.0}) == 5.0
+    assert series._cpu_percent({"c": 1.0, "t": 100.0}, {"c": 1.5, "t": 100.0 + 4 * series.SLOT_SECONDS}) is None
+    assert series._cpu_percent({"c": 9.0, "t": 100.0}, {"c": 0.5, "t": 110.0}) is None  # a new master's count
+    assert series._cpu_percent(None, {"c": 1.0, "t": 110.0}) is None
+    assert series._cpu_percent({"w": 1, "q": {}}, {"c": 1.0, "t": 110.0}) is None  # a sample from before the reading
+
+
 def test_the_series_show_the_jobs_run_the_queues_and_the_workers(app, broker, worker):
     worker.pause()
     for item in ("pan", "queso", "vino"):

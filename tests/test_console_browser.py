@@ -158,6 +158,9 @@ def test_the_charts_draw_what_the_workers_did(console, site, redis_server, tmp_p
         page.wait_for_function("() => document.querySelector('#chart-workers svg path.line') !== null")
         assert page.locator("#chart-depth path.line").count() >= 2  # comer, beber (and batch)
         assert page.locator("#chart-workers .legend .value").inner_text() == "1"
+        # The master's CPU: drawn from two samples in a row (the worker's heartbeat takes one
+        # each 10 s); until then the chart says it has none.
+        page.wait_for_function("() => document.querySelector('#chart-redis-cpu svg') !== null")
         shot(page, "console-charts")
     finally:
         worker.stop()

@@ -95,6 +95,18 @@ def test_the_master_is_a_value_1_and_a_replica_0(app, redis_server, tmp_path, mo
         replica.stop()
 
 
+def test_the_masters_cpu_is_counted_as_redis_itself_counts_it(app, redis_client):
+    """foodapp_redis_cpu_seconds: the master's main thread's CPU, which every order and job
+    spends on one core; it only grows, and it grows with the work done."""
+    first = samples(app)[("foodapp_redis_cpu_seconds_total", ())]
+    cpu = redis_client.info("cpu")
+    assert 0 < first <= float(cpu["used_cpu_user_main_thread"]) + float(cpu["used_cpu_sys_main_thread"])
+    for n in range(200):
+        app.get(f"/comer/pan{n}", status=202)
+    wait_until(lambda: samples(app)[("foodapp_redis_cpu_seconds_total", ())] > first, 10,
+               "the master's CPU seconds to grow with 200 orders")
+
+
 def test_cluster_wide_series_are_the_same_from_every_web_process(tmp_path, redis_server):
     """What docs/production.md says: scrape one web process for the cluster-wide series."""
     webs = [Web(tmp_path, redis_server.url, name=f"web{i}") for i in range(2)]
@@ -113,7 +125,7 @@ def test_cluster_wide_series_are_the_same_from_every_web_process(tmp_path, redis
         # Redis's used memory is cluster-wide too, but moves between two scrapes (each scrape's
         # own connection and replies use some), and so does the head job's wait (it grows with
         # time): the same series from both, not the same value.
-        moving = ("foodapp_redis_memory_used_bytes", "foodapp_queue_latency_seconds")
+        moving = ("foodapp_redis_memory_used_bytes", "foodapp_queue_latency_seconds", "foodapp_redis_cpu_seconds_total")
         assert all(key in second for key in first if key[0] in moving)
         cluster = {key for key in first if not key[0].startswith(tuple(PER_PROCESS)) and key[0] not in moving}
         assert cluster and {key: first[key] for key in cluster} == {key: second[key] for key in cluster}

@@ -182,6 +182,10 @@
       series: perQueue(samples.times, samples.latency), empty: "no samples yet" });
     chart("chart-workers", { label: "live workers", times: samples.times, min: 1,
       series: [{ name: "workers", values: samples.workers }], empty: "no samples yet" });
+    // Every order and job runs its Redis commands on the master's one core: at 100 % the
+    // whole deployment is at its ceiling, however many hosts it has (docs/production.md).
+    chart("chart-redis-cpu", { label: "% of one core the Redis master used", unit: " %", times: samples.times, min: 100,
+      series: [{ name: "master", values: samples.redis_cpu_percent || [] }], empty: "no samples yet" });
     chart("chart-503", { label: "orders refused with 503 per minute", times: refused.times, min: 1,
       series: [{ name: "503s", values: refused.counts }] });
   }
