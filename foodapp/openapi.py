@@ -257,7 +257,8 @@ def document(settings=None):
                 "memory, the audit log's tail, every queue (counts, pause, latency) and the workers' counts"),
             "/ops/api/series": _console_json(
                 "ops_api_series", "The charts' data: jobs per second (processed, failed, retried) and enqueue 503s "
-                "per minute; workers, depth and latency per queue per 10-second slot",
+                "per minute; workers, depth and latency per queue, and the share of one core (%) the Redis master "
+                "used, per 10-second slot",
                 parameters=[{"name": "minutes", "in": "query", "required": False,
                              "schema": {"type": "integer", "minimum": 1, "maximum": 120}}],
                 responses={"400": _error("minutes is not a whole number from 1 to 120")}),
