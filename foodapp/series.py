@@ -194,8 +194,8 @@ def read(client, minutes=60, now=None):
     and retried, per second (the current minute over the seconds it has had);
     ``enqueue_503``: per minute, the 503s answered; ``samples``: per 10-second slot, live
     workers, depth and latency per queue, and the share of one core (%) the Redis master
-    used since the slot before (None where no sample was taken, or no sample before it to
-    compare with). Times are epoch seconds: a minute's or slot's start.
+    used since the sample before (None where no sample was taken, or none was taken in the
+    30 s before it to compare with). Times are epoch seconds: a minute's or slot's start.
     """
     minutes = check_minutes(minutes)
     now = time.time() if now is None else now
@@ -241,7 +241,7 @@ def read(client, minutes=60, now=None):
         samples["times"].append(start)
         samples["workers"].append(value.get("w") if value else None)
         samples["redis_cpu_percent"].append(_cpu_percent(before, value))
-        before = value
+        before = value or before  # over one missed slot, the sample before it (CPU_SAMPLES_APART)
         queues = (value or {}).get("q", {})
         for name in names:
             depth, latency = queues.get(name, (None, None))

@@ -65,6 +65,16 @@ def test_the_series_show_the_share_of_one_core_the_master_used(app, broker, redi
     assert 0 < samples["redis_cpu_percent"][slot] <= 100, samples["redis_cpu_percent"]
 
 
+def test_a_missed_slot_leaves_one_gap_in_the_cpu_chart(app, broker, redis_server):
+    first = (time.time() // 60 - 40) * 60
+    assert series.sample(broker, now=first)
+    assert series.sample(broker, now=first + 2 * series.SLOT_SECONDS)  # the slot between: nobody sampled it
+    samples = series.read(redis.Redis.from_url(redis_server.url), minutes=2, now=first + 2 * series.SLOT_SECONDS)
+    cpu = samples["samples"]["redis_cpu_percent"]
+    slot = samples["samples"]["times"].index(first)
+    assert cpu[slot + 1] is None and cpu[slot + 2] is not None, cpu[slot:slot + 3]
+
+
 def test_no_cpu_share_across_a_gap_or_another_server():
     assert series._cpu_percent({"c": 1.0, "t": 100.0}, {"c": 1.5, "t": 110.0}) == 5.0
     assert series._cpu_percent({"c": 1.0, "t": 100.0}, {"c": 1.5, "t": 100.0 + 4 * series.SLOT_SECONDS}) is None
