@@ -20,7 +20,7 @@ import plaster
 import redis
 
 from foodapp import broker as _broker
-from foodapp import deadletters, jobs, processes, search
+from foodapp import deadletters, jobs, processes, search, series
 from foodapp import queues as queue_control
 from foodapp import settings as _settings
 from foodapp.broker import EnqueueUnavailable
@@ -107,27 +107,33 @@ _WATCH_RATES = ("done", "failed", "dead", "retried")
 
 
 def _watch_read(broker):
-    """(queues' counts by name, outcome counters by queue, workers): two round trips."""
+    """(queues' counts by name, outcome counters by queue, workers, the master's CPU
+    seconds): two round trips."""
     client = broker.client
     queues = {queue.pop("name"): queue for queue in describe_queues(broker)}
     outcomes = {}
     with client.pipeline(transaction=False) as pipe:
         pipe.hgetall(jobs.STATS)
         pipe.zcard(f"{broker.namespace}:__heartbeats__")
-        counters, workers = pipe.execute()
+        pipe.info("cpu")
+        counters, workers, cpu = pipe.execute()
     for field, count in counters.items():
         queue, _, outcome = field.decode().partition(":")
         outcomes.setdefault(queue, {})[outcome] = int(float(count))
-    return queues, outcomes, workers
+    return queues, outcomes, workers, series.redis_cpu_seconds(cpu)
 
 
 def _watch_table(read, before, seconds):
-    """One print of `stats --watch`: the time and the workers, then a row per queue: jobs
-    queued, delayed and dead letters now; jobs done, failed, dead and retried per second
-    since the previous print ("-" on the first)."""
+    """One print of `stats --watch`: the time, the workers and the share of its one core the
+    Redis master used since the previous print (the whole deployment's ceiling:
+    docs/production.md), then a row per queue: jobs queued, delayed and dead letters now;
+    jobs done, failed, dead and retried per second since the previous print ("-" on the
+    first)."""
 
-    queues, outcomes, workers = read
-    lines = [f"{time.strftime('%Y-%m-%d %H:%M:%S')}  workers {workers}",
+    queues, outcomes, workers, cpu = read
+    used = cpu - before[3] if before is not None and seconds > 0 else -1
+    busy = f"{used / seconds * 100:.1f} %" if used >= 0 else "-"  # "-": the first print, or another master
+    lines = [f"{time.strftime('%Y-%m-%d %H:%M:%S')}  workers {workers}  redis master cpu {busy}",
              f"{'queue':<8}" + "".join(f"{name:>9}" for name in _WATCH_COUNTS)
              + "".join(f"{name + '/s':>11}" for name in _WATCH_RATES)]
     for queue in sorted(queues):

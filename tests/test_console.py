@@ -188,6 +188,9 @@ def test_stats_watch_prints_again_with_rates(tmp_path, redis_server, app, broker
         assert lines[1].split() == ["queue", "queued", "delayed", "dead", "done/s", "failed/s", "dead/s", "retried/s"]
         assert [line.split()[0] for line in lines[2:]] == ["batch", "beber", "comer"]
     assert prints[0].splitlines()[-1].split()[4:] == ["-", "-", "-", "-"]  # no rate before a second print
+    assert prints[0].splitlines()[0].endswith("redis master cpu -")
+    busy = prints[1].splitlines()[0].rpartition("redis master cpu ")[2]
+    assert busy.endswith(" %") and 0 <= float(busy[:-2]) <= 100, busy
     assert [float(rate) for rate in prints[1].splitlines()[-1].split()[4:]] == [0.0, 0.0, 0.0, 0.0]
 
 
