@@ -353,6 +353,11 @@ def main(argv=None):
         return RET_USAGE
     try:
         return args.run(_broker_from(args.config), args)
+    except BrokenPipeError:
+        # The reader went away (`foodapp stats --watch | head`): stop quietly. Python flushes
+        # standard output once more at exit: point it at /dev/null first (Python's docs, signal).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return RET_OK
     except (EnqueueUnavailable, redis.RedisError) as error:
         print(f"foodapp: Redis did not answer ({error}); nothing was changed, try again later", file=sys.stderr)
         return RET_UNAVAILABLE

@@ -194,6 +194,22 @@ def test_stats_watch_prints_again_with_rates(tmp_path, redis_server, app, broker
     assert [float(rate) for rate in prints[1].splitlines()[-1].split()[4:]] == [0.0, 0.0, 0.0, 0.0]
 
 
+def test_stats_watch_into_a_reader_that_stops_ends_quietly(redis_server):
+    """`foodapp stats --watch | head -1`: the reader goes away; the watch ends, no traceback."""
+    watch = subprocess.Popen([BIN / "foodapp", "-c", TESTING_INI, "stats", "--watch", "--interval", "0.5", "--count", "20"],
+                             env={"FOODAPP_REDIS_URL": redis_server.url, "PATH": "/usr/bin:/bin"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "workers" in watch.stdout.readline()
+        watch.stdout.close()  # as head does after its line
+        assert watch.wait(timeout=30) == 0
+        assert watch.stderr.read() == ""
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+        watch.stderr.close()
+
+
 def test_stats_watch_refuses_a_too_short_interval(redis_server):
     short = subprocess.run([BIN / "foodapp", "-c", TESTING_INI, "stats", "--watch", "--interval", "0.1"],
                            env={"FOODAPP_REDIS_URL": redis_server.url, "PATH": "/usr/bin:/bin"},
