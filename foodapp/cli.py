@@ -131,8 +131,8 @@ def _watch_table(read, before, seconds):
     first)."""
 
     queues, outcomes, workers, cpu = read
-    used = cpu - before[3] if before is not None and seconds > 0 else -1
-    busy = f"{used / seconds * 100:.1f} %" if used >= 0 else "-"  # "-": the first print, or another master
+    share = series.cpu_share(cpu - before[3], seconds) if before is not None else None
+    busy = "-" if share is None else f"{share:.1f} %"  # "-": the first print, or another master
     lines = [f"{time.strftime('%Y-%m-%d %H:%M:%S')}  workers {workers}  redis master cpu {busy}",
              f"{'queue':<8}" + "".join(f"{name:>9}" for name in _WATCH_COUNTS)
              + "".join(f"{name + '/s':>11}" for name in _WATCH_RATES)]

@@ -105,16 +105,22 @@ def redis_cpu_seconds(cpu):
 CPU_SAMPLES_APART = 3 * SLOT_SECONDS
 
 
+def cpu_share(used, seconds):
+    """The share of one core (%) of ``used`` CPU seconds over ``seconds``, or None: no time
+    between the readings, or a counter that went back (another server: a failover, a restart)."""
+    if seconds <= 0 or used < 0:
+        return None
+    return used / seconds * 100
+
+
 def _cpu_percent(before, after):
     """The share of one core (%) the master used between two samples, or None: a sample
-    missing or without a reading, too far apart, or a counter that went back (another server:
-    a failover, a restart)."""
+    missing or without a reading, too far apart, or cpu_share's None."""
     if not before or not after or "c" not in before or "c" not in after:
         return None
-    seconds, used = after["t"] - before["t"], after["c"] - before["c"]
-    if not 0 < seconds <= CPU_SAMPLES_APART or used < 0:
-        return None
-    return round(used / seconds * 100, 2)
+    seconds = after["t"] - before["t"]
+    share = cpu_share(after["c"] - before["c"], seconds) if seconds <= CPU_SAMPLES_APART else None
+    return None if share is None else round(share, 2)
 
 
 def enqueue_refused(client, redis_answered, now=None):
