@@ -248,17 +248,29 @@ def sweep_text(sweep, threads=THREADS):
 
 
 def scale(tmp, kind, prefetch, threads=THREADS, jobs=None):
-    """([1 x threads jobs/s, ...], [2 x threads jobs/s, ...]): SCALE_ROUNDS drains of each,
-    interleaved, at ``prefetch``."""
+    """([(1 x threads jobs/s, CPU µs a job), ...], [(2 x threads jobs/s, CPU µs a job), ...]):
+    SCALE_ROUNDS drains of each, interleaved, at ``prefetch``; the CPU is the worker
+    processes' and redis-server's, added up."""
     one, two = [], []
     for round_ in range(SCALE_ROUNDS):
         for processes, found in ((1, one), (2, two)):
             with step(f"drain: {kind}, {processes} process{'es' if processes > 1 else ''} x {threads} threads, "
                       f"prefetch {prefetch_name(prefetch, threads)}, round {round_ + 1}/{SCALE_ROUNDS}") as s:
-                rate, *_ = drain(tmp, kind, processes=processes, threads=threads, prefetch=prefetch, jobs=jobs)
-                found.append(rate)
-                s["result"] = f"{rate:.0f} jobs/s"
+                rate, _, cpu = drain(tmp, kind, processes=processes, threads=threads, prefetch=prefetch, jobs=jobs)
+                found.append((rate, sum(cpu.values())))
+                s["result"] = f"{rate:.0f} jobs/s; {rate * sum(cpu.values()) / 1e6:.2f} cores busy"
     return one, two
+
+
+def scaling_cores(one, two, target=1.7):
+    """What bounds 2 processes ÷ 1 on this machine, from ``scale()``'s best tries: the cores
+    the 2-process drain kept busy (its rate times its CPU a job, worker and Redis), and the
+    cores ``target`` times the 1-process rate would take at that same CPU a job. More than
+    the machine has: the target is out of reach unless a job costs less CPU."""
+    rate_one, _ = max(one)
+    rate_two, cpu_two = max(two)
+    return {"busy": rate_two * cpu_two / 1e6, "needed": target * rate_one * cpu_two / 1e6,
+            "cpu_us": cpu_two}
 
 
 def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
@@ -300,9 +312,11 @@ def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
     # read a burst of load, or a lucky 1 x 4 try, as scaling.
     scaling = {kind: scale(tmp, kind, prefetch, threads, jobs) for kind, prefetch in (("foodapp", food_p),
                                                                                       ("plain", plain_p))}
-    details["drain_scaling"] = {kind: {"1 process": [round(v, 1) for v in one], "2 processes": [round(v, 1) for v in two]}
+    details["drain_scaling"] = {kind: {"1 process": [round(v, 1) for v, _ in one],
+                                       "2 processes": [round(v, 1) for v, _ in two],
+                                       "cores": {k: round(v, 2) for k, v in scaling_cores(one, two).items()}}
                                 for kind, (one, two) in scaling.items()}
-    (food_one, food_two), (plain_one, plain_two) = ((max(one), max(two)) for one, two in scaling.values())
+    (food_one, food_two), (plain_one, plain_two) = ((max(one)[0], max(two)[0]) for one, two in scaling.values())
     rows.append(row("drain_scales", f"drain scales: foodapp 2 processes x {threads} threads, jobs/s "
                     f"(prefetch {prefetch_name(food_p, threads)}; {os.cpu_count()} cores; best of {SCALE_ROUNDS}, "
                     "interleaved)", food_two, f"foodapp 1 process x {threads} threads, same prefetch, same rounds",
@@ -311,6 +325,13 @@ def drain_rows(tmp, jobs=None, prefetches=None, threads=THREADS, details=None):
                     food_two / food_one, f"plain Dramatiq, 2 processes x {threads} threads ÷ 1 x {threads}, prefetch "
                     f"{prefetch_name(plain_p, threads)}, measured the same way", plain_two / plain_one,
                     food_two / food_one / (plain_two / plain_one), "(context)", None))
+    food_cores, plain_cores = (details["drain_scaling"][kind]["cores"] for kind in ("foodapp", "plain"))
+    rows.append(row("drain_scales_cores", f"cores 2 processes ÷ 1 = 1.7 needs at the CPU a job of the 2-process "
+                    f"drain (foodapp {food_cores['cpu_us']:.0f} µs; its 2 processes kept {food_cores['busy']:.2f} of "
+                    f"{os.cpu_count()} cores busy, worker + Redis)", food_cores["needed"],
+                    f"plain Dramatiq, the same ({plain_cores['cpu_us']:.0f} µs a job; {plain_cores['busy']:.2f} "
+                    "cores busy)", plain_cores["needed"], food_cores["needed"] / plain_cores["needed"],
+                    "(context)", None))
     details["foodapp_best_drain"] = food_best
     details["foodapp_best_prefetch"] = food_p
     return rows
@@ -821,7 +842,8 @@ def record(rows, machine, details, results=RESULTS, doc=DOC):
                         + ", ".join(f"{p} {v:.0f}" for p, v in values.items()) for kind, values in sweep.items())
         for kind, tries in details.get("drain_scaling", {}).items():
             notes += f"\n- drain scaling, {kind}, jobs/s by round: " + "; ".join(
-                f"{processes} " + ", ".join(f"{v:.0f}" for v in values) for processes, values in tries.items())
+                f"{processes} " + ", ".join(f"{v:.0f}" for v in values) for processes, values in tries.items()
+                if processes != "cores")
         for name in ("rq", "celery", "batch_plain", "sidekiq"):
             if isinstance(details.get(name), dict):
                 notes += f"\n- {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in details[name].items())

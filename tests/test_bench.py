@@ -36,7 +36,7 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
     details = {}
     rows = run.drain_rows(str(tmp_path), jobs=300, prefetches=[None, 32], details=details)
     assert [r["key"] for r in rows] == ["drain_best", "drain_cpu", "drain_default", "rss", "drain_scales",
-                                        "drain_scales_plain"]
+                                        "drain_scales_plain", "drain_scales_cores"]
     for r in rows:
         assert r["foodapp"] > 0 and r["baseline_value"] > 0 and r["ratio"] > 0, r
         assert r["figure"] and r["baseline"]
@@ -46,6 +46,12 @@ def test_drain_sweep_and_record(tmp_path, bench_env):
         tries = details["drain_scaling"][kind]
         assert len(tries["1 process"]) == len(tries["2 processes"]) == run.SCALE_ROUNDS
         assert all(v > 0 for v in tries["1 process"] + tries["2 processes"])
+        # What bounds the scaling: the cores the 2-process drain kept busy, and the cores 1.7
+        # times the 1-process rate would take at the same CPU a job (1.7 x best 1 ÷ best 2).
+        cores = tries["cores"]
+        assert cores["busy"] > 0 and cores["cpu_us"] > 0
+        assert cores["needed"] == pytest.approx(
+            1.7 * max(tries["1 process"]) / max(tries["2 processes"]) * cores["busy"], rel=0.05)
         assert set(details["drain_sweep"][kind]) == {"default (8)", "32"}
         assert all(v > 0 for v in details["drain_sweep"][kind].values())
         # CPU counted both sides: the worker's processes and redis-server each did some work.
