@@ -733,9 +733,10 @@ def latency(tmp, kind):
             server.stop()
 
 
-def latency_rows(tmp):
+def latency_rows(tmp, details=None):
     from bench import others
 
+    details = {} if details is None else details
     found = {}
     for kind in ("foodapp", "plain"):
         with step(f"latency: enqueue -> start on an idle {kind} worker, {LATENCY_SAMPLES} samples") as s:
@@ -758,10 +759,33 @@ def latency_rows(tmp):
         s["result"] = "p50 {:.2f} ms, p99 {:.2f} ms, max {:.2f} ms, push alone p50 {:.2f} ms".format(*sidekiq)
     how = (f"Sidekiq {others.sidekiq_version()}, concurrency 1 (BRPOP: the job comes with the wake-up; no start "
            "written), same pauses")
-    return rows + [
+    rows += [
         row(f"pickup_sidekiq_{name}", f"enqueue -> start on an idle worker, {name}, ms (foodapp as above)", ours, how,
             theirs, theirs / ours if ours else float("inf"), "(context; ratio: baseline/foodapp)", None)
         for name, ours, theirs in zip(("p50", "p99"), found["foodapp"], sidekiq)]
+    return rows + [pickup_floor_row(sidekiq[0], details)]
+
+
+def pickup_floor_row(sidekiq_p50, details):
+    """The lowest idle pickup foodapp could have here: Sidekiq's (one wake-up, nothing written
+    but the job) plus the Redis time of foodapp's enqueue script, which stores the status
+    record, timeline and search entries that make a job visible the moment it is accepted.
+    Every other part of foodapp's path counts as free in it. Measured stage by stage
+    (bench/pickup_stages.py: its stage times go in the details, to read where the rest goes)."""
+    from bench import pickup_stages
+
+    with step(f"latency: where foodapp's idle pickup goes, stage by stage, {LATENCY_SAMPLES} samples") as s:
+        stages, scripts = pickup_stages.measure(LATENCY_SAMPLES)
+        s["result"] = ", ".join(f"{name} {stages[name][0]:.2f}" for name in pickup_stages.STAGES if name in stages) + \
+            " ms; Redis µs a call: " + ", ".join(f"{name} {median:.0f}" for name, (median, _) in scripts.items())
+    details["pickup_stages_ms"] = {name: round(stages[name][0], 3) for name in pickup_stages.STAGES if name in stages}
+    details["pickup_scripts_us"] = {name: round(median) for name, (median, _) in scripts.items()}
+    enqueue_ms = scripts["enqueue"][0] / 1000
+    floor = sidekiq_p50 + enqueue_ms
+    return row("pickup_floor", "idle pickup p50 floor: Sidekiq's p50 + the Redis time of foodapp's enqueue script "
+               f"({enqueue_ms * 1000:.0f} µs, SLOWLOG: status record, timeline, search entries), ms; the stages of "
+               f"foodapp's own path are in the run's details", floor, "Sidekiq's p50 alone", sidekiq_p50,
+               sidekiq_p50 / floor, "(context: above 1 ms, the 1 ms target is out of reach)", None)
 
 
 def recovery_rows(tmp):
@@ -806,7 +830,7 @@ def measure(tmp, steps=STEPS, details=None):
     if "batch" in steps:
         rows += batch_rows(tmp, details)
     if "latency" in steps:
-        rows += latency_rows(tmp)
+        rows += latency_rows(tmp, details)
     if "recovery" in steps:
         rows += recovery_rows(tmp)
     return rows

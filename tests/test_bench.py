@@ -115,6 +115,21 @@ def test_sidekiq_idle_pickup_is_timed_from_before_the_push(tmp_path):
     assert 0 < push and 0 < p50 <= p99 <= most
 
 
+def test_the_pickup_floor_is_sidekiqs_pickup_and_the_enqueue_scripts_redis_time(bench_env, monkeypatch):
+    from bench import run
+
+    monkeypatch.setattr(run, "LATENCY_SAMPLES", 15)
+    details = {}
+    floor = run.pickup_floor_row(0.5, details)
+    # Measured by a real worker, stage by stage: the message reached the worker, then ran.
+    stages = details["pickup_stages_ms"]
+    assert 0 < stages["fetched"] <= stages["runs"], stages
+    enqueue_us = details["pickup_scripts_us"]["enqueue"]
+    assert enqueue_us > 0 and {"fetch", "start"} <= set(details["pickup_scripts_us"])
+    assert floor["foodapp"] == pytest.approx(0.5 + enqueue_us / 1000, abs=0.001)
+    assert floor["baseline_value"] == 0.5 and floor["met"] is None
+
+
 def test_chart_of_no_runs_and_one_run(tmp_path):
     from bench import history
 
