@@ -75,19 +75,39 @@ def _script_times(entries):
     """Median µs of each script call of the pickup's path, from SLOWLOG entries."""
     calls = {}
     for entry in entries:
-        words = entry["command"].split()
-        if words[0].lower() not in (b"evalsha", "evalsha") or int(words[2]) == 0:
+        command = entry["command"]
+        # One space between words: an empty argument (the hot path's shared parts have some) is
+        # an empty word, not one fewer.
+        words = (command.decode(errors="replace") if isinstance(command, bytes) else command).split(" ")
+        if words[0].lower() != "evalsha":
             continue
-        key, keys = words[3].decode() if isinstance(words[3], bytes) else words[3], int(words[2])
+        keys = int(words[2])
+        if keys == 0:  # commit.lua with the hot path's writes only ("s", "f")
+            kinds = _commit_kinds(words[3:])
+            name = {("s",): "start", ("f",): "done"}.get(tuple(kinds), "start+done")
+            calls.setdefault(name, []).append(entry["duration"])
+            continue
+        key = words[3]
         if ":__acks__." in key:  # commit.lua: each write's kind first ("start", "finish")
-            kinds = [w for w in words[3 + keys:] if w in (b"start", b"finish", "start", "finish")]
-            name = {1: "start" if kinds[0] in (b"start", "start") else "done"}.get(len(kinds), "start+done")
+            kinds = [w for w in words[3 + keys:] if w in ("start", "finish")]
+            name = {1: "start" if kinds[0] == "start" else "done"}.get(len(kinds), "start+done")
         elif key == f"dramatiq:{QUEUE}":
             name = "enqueue" if keys >= 7 else "fetch"
         else:
             continue
         calls.setdefault(name, []).append(entry["duration"])
     return {name: (statistics.median(times), len(times)) for name, times in calls.items()}
+
+
+def _commit_kinds(argv):
+    """The kinds of the writes in a commit.lua call's ARGV (the hot path's "s" and "f",
+    after the shared parts); SLOWLOG keeps the first 32 words of a command, so a long call
+    shows only its first writes."""
+    kinds, at = [], 1 + int(argv[0]) * 8
+    while at < len(argv) and argv[at] in ("s", "f"):
+        kinds.append(argv[at])
+        at += 7 if argv[at] == "s" else 9
+    return kinds or ["?"]
 
 
 if __name__ == "__main__":

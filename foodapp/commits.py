@@ -25,10 +25,11 @@ from foodapp.durable import NotReplicated
 log = logging.getLogger(__name__)
 
 class _Write:
-    __slots__ = ("kind", "keys", "args", "replicas", "timeout_ms", "then", "reply", "error", "written", "wake")
+    __slots__ = ("kind", "keys", "args", "shared", "replicas", "timeout_ms", "then", "reply", "error", "written",
+                 "wake")
 
-    def __init__(self, kind, keys, args, replicas, timeout_ms, then):
-        self.kind, self.keys, self.args, self.then = kind, keys, args, then
+    def __init__(self, kind, keys, args, replicas, timeout_ms, then, shared):
+        self.kind, self.keys, self.args, self.then, self.shared = kind, keys, args, then, shared
         self.replicas, self.timeout_ms = replicas, timeout_ms
         self.reply = self.error = None
         self.written = False
@@ -51,8 +52,10 @@ class GroupCommit:
         self._own = OwnConnection(client)  # the writer's (see _transmit)
         self._sent = None  # a group sent for the heir, whose replies it reads
 
-    def write(self, kind, keys, args, replicas=0, timeout_ms=0, then=None):
-        """Write a ``kind`` ("start" or "finish") of commit.lua.
+    def write(self, kind, keys, args, replicas=0, timeout_ms=0, then=None, shared=None):
+        """Write a ``kind`` of commit.lua: "start" or "finish" with its ``keys`` and ``args``,
+        or "s" or "f" (a start or a done of the hot path, jobs.Started and jobs.Done) with its
+        own ``args`` and the part it ``shared`` with others (sent once in a call).
 
         Without ``then``: wait, and return its reply once stored (and, with ``replicas``, on
         that many replicas within ``timeout_ms``: else NotReplicated, with the reply), or
@@ -61,7 +64,7 @@ class GroupCommit:
         own; ``then(error or None)`` runs once Redis has answered (``replicas`` is then not
         waited for).
         """
-        write = _Write(kind, keys, args, replicas, timeout_ms, then)
+        write = _Write(kind, keys, args, replicas, timeout_ms, then, shared)
         if then is not None:
             with self._mutex:
                 self._waiting.append(write)
@@ -167,21 +170,31 @@ class GroupCommit:
         """Send a group's call (and its ``WAIT``); a _Sent, with the error if it failed."""
         self.calls += 1
         self.writes += len(group)
-        # Flat arguments, each write's (kind, how many keys, how many arguments) before its
-        # own: hiredis packs them in C, where a JSON argument cost json here and cjson in
-        # Redis (a decode was a sixth of the call's work in Redis, numbers in it made each
-        # command that took one convert it back to a string).
-        keys, args = [], []
+        # Flat arguments: hiredis packs them in C, where a JSON argument cost json here and
+        # cjson in Redis (a decode was a sixth of the call's work in Redis, numbers in it
+        # made each command that took one convert it back to a string). First the parts the
+        # writes share, each once, then each write: its kind, and either the number of the
+        # shared part it goes with, or how many keys and arguments it has.
+        keys, args, shared = [], [], {}
         replicas = timeout_ms = 0
         for write in group:
-            keys += write.keys
-            args += (write.kind, len(write.keys), len(write.args))
+            if write.shared is not None:
+                number = shared.get(write.shared)
+                if number is None:
+                    number = shared[write.shared] = len(shared) + 1
+                args += (write.kind, number)
+            else:
+                keys += write.keys
+                args += (write.kind, len(write.keys), len(write.args))
             args += write.args
             if write.replicas > replicas:
                 replicas = write.replicas
             if write.timeout_ms > timeout_ms:
                 timeout_ms = write.timeout_ms
-        sent = _Sent(group, keys, args, replicas, timeout_ms)
+        parts = [len(shared)]
+        for part in shared:
+            parts += part
+        sent = _Sent(group, keys, parts + args, replicas, timeout_ms)
         try:
             self._transmit(sent)
         except Exception as error:

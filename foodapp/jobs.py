@@ -34,11 +34,13 @@ def lua(name):
     return resources.files("foodapp").joinpath("lua", f"{name}.lua").read_text()
 
 
-def composed(name, *functions):
+def composed(name, *functions, constants=None):
     """A script with other scripts before it as its functions ``transition(KEYS, ARGV)``
-    (always) and ``<name>(KEYS, ARGV)`` for each of ``functions``. Redis scripts cannot
-    import one another; this is how they share one text."""
-    parts = [f"local function {part}(KEYS, ARGV)\n{lua(part)}\nend\n" for part in ("transition", *functions)]
+    (always) and ``<name>(KEYS, ARGV)`` for each of ``functions``, and ``constants`` (name:
+    string) as its local variables. Redis scripts cannot import one another; this is how
+    they share one text, and the key names Python gives them."""
+    parts = [f"local {constant} = {json.dumps(value)}\n" for constant, value in (constants or {}).items()]
+    parts += [f"local function {part}(KEYS, ARGV)\n{lua(part)}\nend\n" for part in ("transition", *functions)]
     return "".join(parts) + lua(name)
 
 
@@ -81,11 +83,30 @@ def iso(epoch):
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-#: What every start of a worker process writes: (worker, worker_name, worker_pid) -> (its
-#: event's tail, its fields); what every done of a queue names: queue -> (its outcome
-#: field, its histogram key). Made once (JobStore.running, JobStore.done).
-_RUNNING_PARTS = {}
-_DONE_PARTS = {}
+#: What every start of a worker process writes: (worker, worker_name, worker_pid) -> its
+#: event's tail, made once (JobStore.running).
+_RUNNING_TAILS = {}
+
+
+class Started:
+    """A job's ``running`` start as the worker's hot path writes it (JobStore.running): only
+    what differs from one job to the next. commit.lua builds from it, and from what every
+    start of the worker process shares (sent once a group call), the transition that
+    ``change(job_id, "running", ...)`` describes."""
+    __slots__ = ("job_id", "started_at", "retries", "worker", "worker_name", "worker_pid", "tail")
+
+    def __init__(self, job_id, started_at, retries, worker, worker_name, worker_pid, tail):
+        self.job_id, self.started_at, self.retries = job_id, started_at, retries
+        self.worker, self.worker_name, self.worker_pid, self.tail = worker, worker_name, worker_pid, tail
+
+
+class Done:
+    """A job's ``done`` as the worker's hot path writes it (JobStore.done), the same way."""
+    __slots__ = ("job_id", "worker", "queue", "finished_at", "seconds", "bucket", "minute", "result")
+
+    def __init__(self, job_id, worker, queue, finished_at, seconds, bucket, minute, result):
+        self.job_id, self.worker, self.queue, self.finished_at = job_id, worker, queue, finished_at
+        self.seconds, self.bucket, self.minute, self.result = seconds, bucket, minute, result
 
 
 class JobStore:
@@ -96,7 +117,10 @@ class JobStore:
         self.ttl = ttl
         self._transition = client.register_script(lua("transition"))
         # Starts and dones of concurrent worker threads, grouped into one call (commits.py).
-        self.commits = GroupCommit(client, client.register_script(composed("commit", "start", "finish")))
+        self.commits = GroupCommit(client, client.register_script(composed(
+            "commit", "start", "finish", constants={"STATUS_PREFIX": STATUS_PREFIX, "STATS": STATS,
+                                                   "MINUTE_PREFIX": MINUTE_PREFIX,
+                                                   "DURATIONS_PREFIX": DURATIONS_PREFIX})))
 
     def transition(self, job_id, state, **change):
         """Set ``state`` and fields on a job, only if it is in one of ``only_from``.
@@ -124,53 +148,58 @@ class JobStore:
         return [status_key(job_id), events_key(job_id)], args
 
     def running(self, job_id, started_at, worker, worker_name, worker_pid, retries, delivery):
-        """``change(job_id, "running", event="started", started_at=..., worker=..., ...)``, the
-        same keys and arguments, built for the worker's hot path: what is the same for every
-        start of a worker process (its fields, its event's tail) is made once."""
-        parts = _RUNNING_PARTS.get((worker, worker_name, worker_pid))
-        if parts is None:
-            parts = _RUNNING_PARTS[(worker, worker_name, worker_pid)] = (
-                "," + encode({"worker_name": worker_name})[1:] if worker_name else "}",
-                flatten({"worker": worker, "worker_name": worker_name, "worker_pid": worker_pid}))
-        tail, fields = parts
-        event = f'{{"event":"started","at":"{started_at}"{tail}'
-        return [f"{STATUS_PREFIX}{job_id}", f"{STATUS_PREFIX}{job_id}:events"], [
-            self.ttl, "", "", event, 0, "state", "running", "started_at", started_at, *fields,
-            "retries", retries, "delivery", delivery]
+        """``change(job_id, "running", event="started", started_at=..., worker=...,
+        worker_name=..., worker_pid=..., retries=..., delivery=...)``, for ``start()``, built
+        for the worker's hot path: a Started, which commit.lua turns into the same
+        transition. The group call carries what every start of the worker process shares
+        once, and each start the five strings that are its own (a fifth of what the general
+        change takes: hiredis packing them, and Redis making them into strings, were the
+        largest part of a start's cost after its commands). ``delivery`` goes to ``start()``."""
+        if not worker_name or not isinstance(worker_name, str):
+            return self.change(job_id, "running", event="started", started_at=started_at, worker=worker,
+                               worker_name=worker_name, worker_pid=worker_pid, retries=retries, delivery=delivery)
+        tail = _RUNNING_TAILS.get((worker, worker_name, worker_pid))
+        if tail is None:
+            tail = _RUNNING_TAILS[(worker, worker_name, worker_pid)] = "," + encode({"worker_name": worker_name})[1:]
+        return Started(job_id, started_at, retries, worker, worker_name, worker_pid, tail)
 
     def done(self, job_id, worker, queue, seconds, result):
         """``change(job_id, "done", event="done", only_from="running", only_worker=worker,
         counts=[*outcome(queue, "done"), *duration(queue, seconds)], finished_at=now(),
-        result=encode(result))``, the same keys and arguments, built for the worker's hot
-        path: one clock reading for the finish and its minute, the queue's keys made once."""
+        result=encode(result))``, for ``finish()``, built for the worker's hot path: a Done,
+        which commit.lua turns into the same transition (see ``running``). One clock
+        reading for the finish and its minute."""
         at = time.time()
-        finished_at = f"{at:.3f}"
-        parts = _DONE_PARTS.get(queue)
-        if parts is None:
-            parts = _DONE_PARTS[queue] = (f"{queue}:done", f"{DURATIONS_PREFIX}{queue}")
-        field, durations = parts
-        return [f"{STATUS_PREFIX}{job_id}", f"{STATUS_PREFIX}{job_id}:events"], [
-            self.ttl, "running", worker, f'{{"event":"done","at":"{finished_at}"}}', 5,
-            STATS, field, 1, f"{MINUTE_PREFIX}{int(at // 60)}", field, 1,
-            durations, _bucket(seconds), 1, durations, "sum", f"{seconds:.6f}", durations, "count", 1,
-            "state", "done", "finished_at", finished_at, "result", "null" if result is None else encode(result)]
+        return Done(job_id, worker, queue, f"{at:.3f}", f"{seconds:.6f}", _bucket(seconds), int(at // 60),
+                    "null" if result is None else encode(result))
 
     def start(self, acks_key, redis_message_id, delivery, change, replicas, timeout_ms, messages_key=None):
         """Mark a job running if its message is still in ``acks_key`` (start.lua): 1, else -1;
         -2 if it was cancelled (then its message is acknowledged, from ``messages_key`` too).
+        ``change`` is ``running()``'s, or any ``change()``.
 
         With ``replicas``, the start counts only once that many replicas have it (``WAIT``
         on the same connection), else NotReplicated: a master cut off from its replica must
         not start a job that the other side may run too. Grouped with other threads' writes.
         """
+        if isinstance(change, Started):
+            # commit.lua's "s": its shared part (the context) and its own.
+            shared = (self.ttl, acks_key, messages_key or "", "", change.worker, change.worker_name,
+                      change.worker_pid, change.tail)
+            return self.commits.write("s", None, (redis_message_id, change.job_id, change.started_at, change.retries,
+                                                  delivery), replicas, timeout_ms, shared=shared)
         keys, args = change
         return self.commits.write("start", [acks_key, *keys, *([messages_key] if messages_key else [])],
                                   [redis_message_id, delivery, *args], replicas, timeout_ms)
 
     def finish(self, acks_key, messages_key, redis_message_id, change, then=None):
-        """Acknowledge a message and apply ``change`` (keys, args) to its job, atomically
-        (finish.lua). Its reply; or, with ``then``, at once, and ``then(error or None)``
-        once Redis answered. Grouped with other threads' writes."""
+        """Acknowledge a message and apply ``change`` (``done()``'s, or any ``change()``) to
+        its job, atomically (finish.lua). Its reply; or, with ``then``, at once, and
+        ``then(error or None)`` once Redis answered. Grouped with other threads' writes."""
+        if isinstance(change, Done):
+            shared = (self.ttl, acks_key, messages_key, change.queue, change.worker, "", "", "")
+            return self.commits.write("f", None, (redis_message_id, change.job_id, change.finished_at, change.seconds,
+                                                  change.bucket, change.minute, change.result), then=then, shared=shared)
         keys, args = change
         return self.commits.write("finish", [acks_key, messages_key, *keys], [redis_message_id, *args], then=then)
 
