@@ -73,6 +73,58 @@ def test_concurrent_starts_and_dones_are_each_written_once_in_fewer_calls(store,
     assert commits.calls < commits.writes, "no two writes ever went in one call"
 
 
+def test_hot_path_writes_of_two_queues_and_two_workers_share_calls_and_each_lands_once(store, redis_client):
+    """jobs.Started and jobs.Done (the worker's hot path) go with what they share sent once a
+    call: writes of different queues and worker identities in the same calls, and general
+    changes beside them, each land on its own job, counted on its own queue."""
+    queues, workers = ("comer", "beber"), (("w1", "host:1", 11), ("w2", "hôte:2", 22))
+    job_ids = [f"job-{t}-{i}" for t in range(THREADS) for i in range(JOBS_PER_THREAD)]
+    for t in range(THREADS):
+        queue, (worker, *_) = queues[t % 2], workers[t // 2 % 2]
+        redis_client.sadd(f"dramatiq:__acks__.{worker}.{queue}", *[f"rid-job-{t}-{i}" for i in range(JOBS_PER_THREAD)])
+    answered, errors = [], []
+    lock = threading.Lock()
+
+    def then(error):
+        with lock:
+            answered.append(error)
+
+    def work(t):
+        queue, (worker, name, pid) = queues[t % 2], workers[t // 2 % 2]
+        acks, messages = f"dramatiq:__acks__.{worker}.{queue}", f"dramatiq:{queue}.msgs"
+        try:
+            for i in range(JOBS_PER_THREAD):
+                job_id = f"job-{t}-{i}"
+                general = t == THREADS - 1 and i % 2  # one thread mixes in general changes
+                change = store.change(job_id, "running", event="started", worker=worker, worker_name=name,
+                                      worker_pid=pid, delivery=f"d-{job_id}") if general else \
+                    store.running(job_id, jobs.now(), worker, name, pid, 0, f"d-{job_id}")
+                assert store.start(acks, f"rid-{job_id}", f"d-{job_id}", change, 0, 0, messages) == 1
+                store.finish(acks, messages, f"rid-{job_id}", store.done(job_id, worker, queue, 0.001, None),
+                             then=then)
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    wait_until(lambda: len(answered) == len(job_ids), 10, "every done to be answered")
+    assert answered == [None] * len(job_ids)
+    for t in range(THREADS):
+        queue, (worker, name, pid) = queues[t % 2], workers[t // 2 % 2]
+        assert redis_client.scard(f"dramatiq:__acks__.{worker}.{queue}") == 0
+        for i in (0, 1, JOBS_PER_THREAD - 1):
+            record = redis_client.hgetall(jobs.status_key(f"job-{t}-{i}"))
+            assert (record["state"], record["worker"], record["worker_name"], record["worker_pid"]) == (
+                "done", worker, name, str(pid)), record
+    per_queue = JOBS_PER_THREAD * THREADS // 2
+    assert redis_client.hgetall(jobs.STATS) == {"comer:done": str(per_queue), "beber:done": str(per_queue)}
+    assert store.commits.calls < store.commits.writes == 2 * len(job_ids)
+
+
 def test_a_lone_done_is_written_without_a_start_to_carry_it(store, redis_client):
     acks = "dramatiq:__acks__.w1.comer"
     redis_client.sadd(acks, "rid-1")
