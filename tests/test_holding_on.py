@@ -70,6 +70,27 @@ def test_after_a_time_nobody_could_reach_redis_live_workers_get_a_whole_timeout_
     assert redis_client.llen("dramatiq:comer.wake") == 1
 
 
+def test_the_sweeps_keep_their_own_clock_from_the_first_one(broker, redis_client):
+    """Nothing set up by hand: the first sweep on a new Redis writes down when it ran, so a
+    failover after it (nobody beats, nobody sweeps for longer than the gap) gives live
+    workers a whole timeout to beat again. (The clock was never written when absent: every
+    sweep read "now" for the last one, no gap was ever seen, and a slow failover made live
+    workers look dead: seen in CI, where their jobs were given back while they held them.)"""
+    now = int(time.time() * 1000)
+    redis_client.zadd("dramatiq:__heartbeats__", {"w1": now})
+    assert sweep(broker, now) == [0, 0, 0]
+    assert redis_client.hget(SWEEP_CLOCK, "last") == str(now)
+    # Redis out of reach for 20 s: nobody beat or swept. w1 is alive, its beat 20 s old.
+    held_by(redis_client, "w1", "rid-1", "job-1")
+    assert sweep(broker, now + 20_000) == [0, 0, 0]
+    assert redis_client.sismember("dramatiq:__acks__.w1.comer", "rid-1")
+    # Sweeps every second once Redis is back (other workers'): w1 still has its timeout.
+    for later in (21_000, 22_000, 23_000, 24_000):
+        assert sweep(broker, now + later) == [0, 0, 0]
+    # Silent for a whole timeout since: now it is dead.
+    assert sweep(broker, now + 25_000) == [1, 0, 1]
+
+
 def test_without_a_gap_a_silent_worker_is_swept_after_the_timeout_and_a_stopped_one_at_once(broker, redis_client):
     now = int(time.time() * 1000)
     redis_client.hset(SWEEP_CLOCK, "last", now - 1000)

@@ -33,13 +33,16 @@ local gap = tonumber(ARGV[6])
 local first_queue = 7
 local heartbeats = namespace .. ":__heartbeats__"
 
-local last_sweep = tonumber(redis.call("hget", clock, "last") or now)
+-- The first sweep on a Redis writes the clock down too: with nothing written, every sweep
+-- would read "now" for the last one and never see a gap.
+local recorded = redis.call("hget", clock, "last")
+local last_sweep = tonumber(recorded or now)
 local resumed = tonumber(redis.call("hget", clock, "resumed") or 0)
 if now - last_sweep > gap then
     resumed = now
     redis.call("hset", clock, "resumed", now)
 end
-if now > last_sweep then
+if not recorded or now > last_sweep then
     redis.call("hset", clock, "last", now)
 end
 
