@@ -423,8 +423,25 @@ class FifoConsumer(_RedisConsumer):
         return fetched
 
     def _hold(self, fetched):
-        messages = [Message.decode(data) for data in fetched if data]
-        self._held.update(message.options["redis_message_id"] for message in messages)
+        """The fetched messages to hand out, now held by this process (Holdings).
+
+        One this process already holds is not handed out again: a sweep gave it back while
+        it was in this worker's hands (its heartbeat silent for the timeout, as in a slow
+        failover), and this worker fetched it anew. The fetch put it back in this worker's
+        ack set, so start.lua would let both copies start; the copy already handed out runs
+        (or was refused, and the orphan check gives this one back)."""
+        held, messages = self._held, []
+        for data in fetched:
+            if not data:
+                continue
+            message = Message.decode(data)
+            rid = message.options["redis_message_id"]
+            if rid in held:
+                log.warning("fetched job %s again while this worker still holds it (given back by a sweep while "
+                            "this worker could not beat): not handing it out twice", message.message_id)
+                continue
+            held.add(rid)
+            messages.append(message)
         return messages
 
     def _check_orphans(self):

@@ -140,3 +140,39 @@ def test_an_enqueue_tried_again_stores_nothing_twice_even_after_its_first_copy_r
     assert redis_client.llen("dramatiq:comer") == 0 and not redis_client.hlen("dramatiq:comer.msgs")
     events = [json.loads(e)["event"] for e in redis_client.lrange(f"foodapp:job:{message.message_id}:events", 0, -1)]
     assert events == ["queued"]
+
+
+def test_a_message_given_back_while_still_in_this_workers_hands_is_not_handed_out_twice(app, broker, redis_client):
+    """A slow failover: the sweep on the new master gives back a message that a live worker
+    had fetched and handed to its threads (its heartbeat was silent for the timeout), and the
+    same worker fetches it again. Its ack set then holds the message again, so start.lua's
+    fence would let both copies start: the second fetch must not hand out a copy of a
+    message this process already holds. (Seen in CI: a job started twice by one worker, 4 ms
+    apart, in test_a_slow_failover_loses_no_running_job_and_leaves_none_running.)"""
+    [job_id] = [app.get("/comer/pan", status=202).json["job_id"]]
+    consumer = broker.consume("comer", prefetch=8, timeout=100)
+    try:
+        [first] = consumer._fetch(1)  # handed to the worker threads, not started yet
+        rid = first.options["redis_message_id"]
+        acks = f"dramatiq:__acks__.{broker.broker_id}.comer"
+        # This worker looks dead to a sweep (its last beat 20 s ago, Redis up all along).
+        now = int(time.time() * 1000)
+        redis_client.hset(SWEEP_CLOCK, "last", now - 1000)
+        redis_client.zadd("dramatiq:__heartbeats__", {broker.broker_id: now - 20_000})
+        assert sweep(broker, now) == [1, 0, 1]
+        assert redis_client.lrange("dramatiq:comer", 0, -1) == [rid]
+
+        again = consumer._fetch(8)
+        assert again == [], "the same message was handed out a second time"
+        # Taken from the queue into this worker's ack set: this worker's to run, once.
+        assert redis_client.llen("dramatiq:comer") == 0 and redis_client.sismember(acks, rid)
+    finally:
+        consumer.close()
+
+    # The copy the threads had starts (its message is this worker's again) and finishes.
+    delivery = f"{broker.broker_id}.1"
+    started = broker.jobs.running(job_id, jobs.now(), broker.broker_id, "host:1", 1, 0, delivery)
+    assert broker.jobs.start(acks, rid, delivery, started, 0, 0, "dramatiq:comer.msgs") == 1
+    assert broker.jobs.finish(acks, "dramatiq:comer.msgs", rid, broker.jobs.done(job_id, broker.broker_id, "comer",
+                                                                                  0.01, None)) == 1
+    assert not redis_client.sismember(acks, rid) and redis_client.hget(f"foodapp:job:{job_id}", "state") == "done"
