@@ -29,16 +29,35 @@ def done_change(store, job_id):
                         counts=jobs.outcome("comer", "done"), finished_at=jobs.now(), result="null")
 
 
+class Answers:
+    """What the dones' ``then`` was called with, and the writing threads' errors."""
+
+    def __init__(self):
+        self.answered, self.errors, self._lock = [], [], threading.Lock()
+
+    def then(self, error):
+        with self._lock:
+            self.answered.append(error)
+
+
+def run_writers(work, answers, expected):
+    """``work(t)`` in THREADS threads at once; then no thread failed, and each of the
+    ``expected`` dones was answered without an error."""
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not answers.errors
+    wait_until(lambda: len(answers.answered) == expected, 10, "every done to be answered")
+    assert answers.answered == [None] * expected
+
+
 def test_concurrent_starts_and_dones_are_each_written_once_in_fewer_calls(store, redis_client):
     acks = "dramatiq:__acks__.w1.comer"
     job_ids = [f"job-{t}-{i}" for t in range(THREADS) for i in range(JOBS_PER_THREAD)]
     redis_client.sadd(acks, *[f"rid-{job_id}" for job_id in job_ids])
-    answered, errors = [], []
-    lock = threading.Lock()
-
-    def then(error):
-        with lock:
-            answered.append(error)
+    answers = Answers()
 
     def work(t):
         try:
@@ -46,19 +65,12 @@ def test_concurrent_starts_and_dones_are_each_written_once_in_fewer_calls(store,
                 job_id = f"job-{t}-{i}"
                 assert store.start(acks, f"rid-{job_id}", f"d-{job_id}", start_change(store, job_id), 0, 0) == 1
                 assert redis_client.hget(jobs.status_key(job_id), "state") == "running"
-                store.finish(acks, "dramatiq:comer.msgs", f"rid-{job_id}", done_change(store, job_id), then=then)
+                store.finish(acks, "dramatiq:comer.msgs", f"rid-{job_id}", done_change(store, job_id), then=answers.then)
         except Exception as error:  # reported below, with the thread's job
-            errors.append(error)
+            answers.errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
     # The last dones go with no start after them: the flusher writes them.
-    wait_until(lambda: len(answered) == len(job_ids), 10, "every done to be answered")
-    assert answered == [None] * len(job_ids)
+    run_writers(work, answers, len(job_ids))
 
     assert redis_client.scard(acks) == 0
     states = {job_id: redis_client.hget(jobs.status_key(job_id), "state") for job_id in job_ids}
@@ -82,12 +94,7 @@ def test_hot_path_writes_of_two_queues_and_two_workers_share_calls_and_each_land
     for t in range(THREADS):
         queue, (worker, *_) = queues[t % 2], workers[t // 2 % 2]
         redis_client.sadd(f"dramatiq:__acks__.{worker}.{queue}", *[f"rid-job-{t}-{i}" for i in range(JOBS_PER_THREAD)])
-    answered, errors = [], []
-    lock = threading.Lock()
-
-    def then(error):
-        with lock:
-            answered.append(error)
+    answers = Answers()
 
     def work(t):
         queue, (worker, name, pid) = queues[t % 2], workers[t // 2 % 2]
@@ -101,18 +108,11 @@ def test_hot_path_writes_of_two_queues_and_two_workers_share_calls_and_each_land
                     store.running(job_id, jobs.now(), worker, name, pid, 0, f"d-{job_id}")
                 assert store.start(acks, f"rid-{job_id}", f"d-{job_id}", change, 0, 0, messages) == 1
                 store.finish(acks, messages, f"rid-{job_id}", store.done(job_id, worker, queue, 0.001, None),
-                             then=then)
+                             then=answers.then)
         except Exception as error:  # reported below
-            errors.append(error)
+            answers.errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
-    wait_until(lambda: len(answered) == len(job_ids), 10, "every done to be answered")
-    assert answered == [None] * len(job_ids)
+    run_writers(work, answers, len(job_ids))
     for t in range(THREADS):
         queue, (worker, name, pid) = queues[t % 2], workers[t // 2 % 2]
         assert redis_client.scard(f"dramatiq:__acks__.{worker}.{queue}") == 0
