@@ -19,9 +19,19 @@ also follows the master the pool names before every call: with Sentinels,
 foodapp/replicas.py decides how many replicas a write waits for from that master, so a
 write must never go to another (an old master cut off from the Sentinels still takes
 writes). A forked child makes its own connections: its parent's are not.
+
+Its socket blocks, with the kernel's own timeouts (``SO_RCVTIMEO``, ``SO_SNDTIMEO``) set to
+``redis.socket_timeout``, where redis-py gives Python's: a socket with a Python timeout polls
+before every send and every read, and each of those system calls lets go of the GIL, which
+another thread takes, so the caller then waits for it back; a web process under load made
+about one such hand-over more per order for each (docs/bench.md, "The web"). For the same
+reason the check for a connection the server closed reads the TCP state (``TCP_INFO``, a
+call that keeps the GIL) rather than polling, where the connection is TCP.
 """
 import os
 import select
+import socket
+import struct
 import threading
 
 import redis
@@ -62,11 +72,19 @@ class OwnConnection:
             # and decided how many replicas a write waits for from that master): go there, as
             # the pool's own idle connections do, never on writing to the old one.
             self._connection.disconnect()
+        if self._connection._sock is None:
+            self._connection.connect()  # an error here is a refusal: nothing was sent
+            _kernel_timeouts(self._connection._sock, self._connection.socket_timeout)
         commands = [("EVALSHA", sha, len(keys), *keys, *args)]
         if replicas:
             commands.append(("WAIT", replicas, timeout_ms))
         try:
             self._connection.send_packed_command(self._connection.pack_commands(commands))
+        except redis.ConnectionError as error:
+            self._connection.disconnect()
+            if isinstance(error.__context__, BlockingIOError):  # the kernel's send timeout
+                raise redis.TimeoutError(f"Timeout writing to socket ({self._waited()})") from error
+            raise
         except BaseException:
             self._connection.disconnect()
             raise
@@ -80,6 +98,11 @@ class OwnConnection:
                     replies.append(self._connection.read_response())
                 except redis.ResponseError as error:
                     replies.append(error)
+        except redis.ConnectionError as error:
+            self._connection.disconnect()
+            if isinstance(error.__context__, BlockingIOError):  # the kernel's read timeout
+                raise redis.TimeoutError(f"Timeout reading from socket ({self._waited()})") from error
+            raise
         except BaseException:
             self._connection.disconnect()
             raise
@@ -104,15 +127,37 @@ class OwnConnection:
         self.send(sha, keys, args, replicas, timeout_ms)
         return self.replies(replicas)
 
+    def _waited(self):
+        return f"no answer within redis.socket_timeout, {self._connection.socket_timeout:g} s"
+
     def _closed_by_server(self):
-        """Whether the kept connection has something to read before anything was sent: the
-        server's end of it (it closed the connection), or an error."""
+        """Whether the kept connection is no longer open both ways before anything was sent:
+        the server closed it (or reset it). A TCP connection is asked for its state; another
+        (a Unix socket) whether it has something to read: the server's end of it, or an error."""
         sock = self._connection._sock
         if sock is None:
             return False
+        if _TCP_INFO is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            return sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)[0] != _TCP_ESTABLISHED
         poll = select.poll()
         poll.register(sock, select.POLLIN)
         return bool(poll.poll(0))
+
+
+#: Linux's TCP_INFO (its first byte is the connection's state) and the state of an open one.
+_TCP_INFO = getattr(socket, "TCP_INFO", None)
+_TCP_ESTABLISHED = 1
+
+
+def _kernel_timeouts(sock, seconds):
+    """Make ``sock`` block, with the kernel's timeouts of ``seconds`` on each read and write
+    in place of Python's (see above); no timeout (None) leaves it as it is."""
+    if not seconds:
+        return
+    value = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    sock.settimeout(None)
 
 
 class ThreadConnections(threading.local):

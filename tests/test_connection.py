@@ -3,9 +3,13 @@ script without the pool, and still find the master again after whatever closed i
 import json
 import logging
 import os
+import signal
+import socket
+import struct
 import threading
 
 import dramatiq
+import pytest
 import redis
 
 from foodapp import jobs
@@ -222,4 +226,39 @@ def test_a_call_whose_server_dies_while_it_runs_tells_an_unknown_outcome(tmp_pat
     finally:
         client.close()
         watcher.close()
+        server.stop()
+
+
+def test_an_own_connection_waits_with_the_kernels_timeouts_not_pythons(redis_server):
+    """Its socket blocks, with redis.socket_timeout as the kernel's read and write timeouts:
+    a Python timeout polls before every read and write, one more GIL hand-over each."""
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=1.5)
+    own = OwnConnection(client)
+    assert own.call(client.register_script("return 1"), [], [])[0] == 1
+    sock = own._connection._sock
+    assert sock.gettimeout() is None
+    for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
+        assert struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("ll"))) == (1, 500000)
+    client.close()
+
+
+def test_a_call_the_server_does_not_answer_in_time_is_a_timeout_that_names_the_setting(tmp_path):
+    """A master that stops answering (stopped, or a hung host) ends a call after
+    redis.socket_timeout with a TimeoutError that says so, never a wait without end; the
+    next call is made on a new connection."""
+    server = RedisServer(tmp_path).start()
+    client = redis.Redis.from_url(server.url, socket_timeout=0.5)
+    script = client.register_script("return redis.call('incr', KEYS[1])")
+    own = OwnConnection(client)
+    try:
+        assert own.call(script, ["calls"], [])[0] == 1
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(redis.TimeoutError, match=r"no answer within redis.socket_timeout, 0.5 s"):
+                own.call(script, ["calls"], [])
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert own.call(script, ["calls"], [])[0] == 3  # the unanswered call ran once the server went on
+    finally:
+        client.close()
         server.stop()
