@@ -1,13 +1,13 @@
 """Orders: /comer/<food>, /beber/<drink>, POST /menu and POST /reports queue jobs, answer 202."""
 import json
 import time
-import uuid
 
 from pyramid.view import view_config
 
 from foodapp import series
 from foodapp.broker import EnqueueUnavailable, IdempotencyConflict, Replay
 from foodapp.items import BadItem, check_item
+from foodapp.job_ids import message_for, new_job_id
 from foodapp.metrics import ENQUEUE_LATENCY
 from foodapp.orders import BadOrder, delay_ms, idempotency, menu_items
 from foodapp.urls import public_url
@@ -105,7 +105,7 @@ def order(request):
         delay = order_delay(request, settings)
     except (BadItem, BadOrder) as error:
         return json_error(400, "bad_item" if isinstance(error, BadItem) else "bad_order", str(error))
-    message = request.registry.broker.get_actor(queue).message(item)
+    message = message_for(request.registry.broker.get_actor(queue), item)
     try:
         return enqueue(request, [(message, delay)], scheduled(request, message, delay))
     except BadOrder as error:
@@ -140,8 +140,8 @@ def menu(request):
         delay = order_delay(request, settings)
     except BadOrder as error:
         return json_error(400, "bad_order", str(error))
-    messages = [request.registry.broker.get_actor(queue).message(item) for queue, item in items]
-    batch_id = str(uuid.uuid4())
+    messages = [message_for(request.registry.broker.get_actor(queue), item) for queue, item in items]
+    batch_id = new_job_id()
     answer = {
         "batch_id": batch_id,
         "status_url": public_url(request, "batch", batch_id=batch_id),
@@ -156,7 +156,7 @@ def menu(request):
 @view_config(route_name="reports", request_method="POST")
 def report(request):
     """Queue a ledger report on the batch queue; its result appears at the status URL."""
-    message = request.registry.broker.get_actor("report").message()
+    message = message_for(request.registry.broker.get_actor("report"))
     try:
         return enqueue(request, [(message, None)], job_answer(request, message))
     except BadOrder as error:
