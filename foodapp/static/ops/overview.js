@@ -214,7 +214,9 @@
       }
       body = { confirm: queue };
     }
-    button.disabled = true;
+    // Busy, not disabled: a disabled button loses the keyboard's focus, and the page would
+    // give it back only after the queues and the charts are drawn again.
+    button.setAttribute("aria-disabled", "true");
     try {
       const result = await f.postJSON(`/ops/api/queues/${encodeURIComponent(queue)}/${action}`, body);
       f.toast((result && result.message) || `${action} ${queue}: done`, "ok");
@@ -223,13 +225,13 @@
     } catch (error) {
       f.toast(`Could not ${action} ${queue}: ${error.message}`, "error");
     } finally {
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
       if (document.activeElement === document.body || !document.activeElement) button.focus();
     }
   }
 
   document.getElementById("queues").addEventListener("click", function (event) {
     const button = event.target.closest("button[data-action]");
-    if (button && !button.disabled) act(button);
+    if (button && !button.disabled && button.getAttribute("aria-disabled") !== "true") act(button);
   });
 })();
