@@ -574,7 +574,8 @@ def http_rows(tmp, details=None):
                     food[0] / send[0], ">= 1.0", food[0] / send[0] >= 1.0))
     rows.append(row("http_dev_p99", "HTTP enqueue p99, development profile, ms", food[1], "bare Pyramid JSON view",
                     bare[1], bare[1] / food[1], "(context; ratio: baseline/foodapp)", None))
-    rows.append(row("http_dev_ping", "a view making one Redis round trip (redis-py PING) and nothing else, development "
+    rows.append(row("http_dev_ping", "a view making one Redis round trip (a script that only returns, on a connection of the "
+                    "thread's own, as foodapp's orders make theirs) and nothing else, development "
                     "profile, req/s: the most any view that stores a job can read ÷ bare", ping[0],
                     "bare Pyramid JSON view, same waitress", bare[0], ping[0] / bare[0], "(context)", None))
 
