@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import run  # noqa: E402
+from foodapp.jobs import SHARED  # noqa: E402
 from bench.probes import QUEUE  # noqa: E402
 
 STAGES = ("sent", "fetched", "put", "blocks", "thread", "before", "started", "runs")
@@ -103,7 +104,7 @@ def _commit_kinds(argv):
     """The kinds of the writes in a commit.lua call's ARGV (the hot path's "s" and "f",
     after the shared parts); SLOWLOG keeps the first 32 words of a command, so a long call
     shows only its first writes."""
-    kinds, at = [], 1 + int(argv[0]) * 8
+    kinds, at = [], 1 + int(argv[0]) * SHARED
     while at < len(argv) and argv[at] in ("s", "f"):
         kinds.append(argv[at])
         at += 7 if argv[at] == "s" else 9

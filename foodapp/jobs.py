@@ -19,6 +19,9 @@ OUTCOMES = ("done", "failed", "dead", "retried", "crashed")
 #: Job run time histogram per queue: "foodapp:durations:<queue>", fields are bucket
 #: upper bounds (seconds, "+Inf"), plus "sum" and "count".
 DURATIONS_PREFIX = "foodapp:durations:"
+#: How many strings one shared part of a group call has (commit.lua): what the hot path's
+#: starts and dones of a worker and a queue share (JobStore.start, JobStore.finish).
+SHARED = 8
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 #: Every state a job can be in, in the order a job usually goes through them.
@@ -120,7 +123,7 @@ class JobStore:
         self.commits = GroupCommit(client, client.register_script(composed(
             "commit", "start", "finish", constants={"STATUS_PREFIX": STATUS_PREFIX, "STATS": STATS,
                                                    "MINUTE_PREFIX": MINUTE_PREFIX,
-                                                   "DURATIONS_PREFIX": DURATIONS_PREFIX})))
+                                                   "DURATIONS_PREFIX": DURATIONS_PREFIX, "SHARED": SHARED})))
 
     def transition(self, job_id, state, **change):
         """Set ``state`` and fields on a job, only if it is in one of ``only_from``.

@@ -3,8 +3,9 @@
 -- Each is start.lua's or finish.lua's work, unchanged, on its own keys and arguments.
 --
 -- jobs.composed("commit") puts transition.lua, start.lua and finish.lua before this as the
--- functions `transition`, `start` and `finish`, and the key prefixes foodapp/jobs.py names
--- (STATUS_PREFIX, STATS, MINUTE_PREFIX, DURATIONS_PREFIX) as local strings.
+-- functions `transition`, `start` and `finish`, and as locals the key prefixes foodapp/jobs.py
+-- names (STATUS_PREFIX, STATS, MINUTE_PREFIX, DURATIONS_PREFIX) and SHARED, the strings in a
+-- shared part (jobs.SHARED).
 --
 -- Two forms of write. "start" and "finish" carry their keys and arguments whole. "s" and
 -- "f", the worker's hot path (jobs.Started and jobs.Done), carry only what is a job's own,
@@ -27,7 +28,6 @@
 --       cost Redis more than the commands it carried, and a number it made had to be
 --       turned back into a string by every command that took it.
 -- Returns each write's reply, in order.
-local SHARED = 8
 local replies = {}
 local k, last = 1, #ARGV
 local a = 2 + tonumber(ARGV[1]) * SHARED
