@@ -82,8 +82,7 @@ class OwnConnection:
             self._connection.send_packed_command(self._connection.pack_commands(commands))
         except redis.ConnectionError as error:
             self._connection.disconnect()
-            if isinstance(error.__context__, BlockingIOError):  # the kernel's send timeout
-                raise redis.TimeoutError(f"Timeout writing to socket ({self._waited()})") from error
+            self._raise_if_timed_out(error, "writing to")
             raise
         except BaseException:
             self._connection.disconnect()
@@ -100,8 +99,7 @@ class OwnConnection:
                     replies.append(error)
         except redis.ConnectionError as error:
             self._connection.disconnect()
-            if isinstance(error.__context__, BlockingIOError):  # the kernel's read timeout
-                raise redis.TimeoutError(f"Timeout reading from socket ({self._waited()})") from error
+            self._raise_if_timed_out(error, "reading from")
             raise
         except BaseException:
             self._connection.disconnect()
@@ -127,8 +125,12 @@ class OwnConnection:
         self.send(sha, keys, args, replicas, timeout_ms)
         return self.replies(replicas)
 
-    def _waited(self):
-        return f"no answer within redis.socket_timeout, {self._connection.socket_timeout:g} s"
+    def _raise_if_timed_out(self, error, doing):
+        """Raise a TimeoutError that names the setting when the kernel's timeout ended the read
+        or write that raised ``error`` (redis-py tells its BlockingIOError as a ConnectionError)."""
+        if isinstance(error.__context__, BlockingIOError):
+            raise redis.TimeoutError(f"Timeout {doing} socket (no answer within redis.socket_timeout, "
+                                     f"{self._connection.socket_timeout:g} s)") from error
 
     def _closed_by_server(self):
         """Whether the kept connection is no longer open both ways before anything was sent:
