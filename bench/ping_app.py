@@ -20,7 +20,6 @@ def main(global_config, **settings):
     same_interpreter(settings)  # as foodapp's web process: the same waitress, the same GIL hand-over
     client = redis.Redis.from_url(os.environ["FOODAPP_REDIS_URL"], socket_timeout=2)
     script = client.register_script("return 1")
-    script.sha = client.script_load(script.script)
     connections = ThreadConnections(client)
 
     def order(request):
