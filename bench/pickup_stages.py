@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import run  # noqa: E402
-from foodapp.jobs import SHARED  # noqa: E402
 from bench.probes import QUEUE  # noqa: E402
+from foodapp.jobs import SHARED  # noqa: E402
 
 STAGES = ("sent", "fetched", "put", "blocks", "thread", "before", "started", "runs")
 
